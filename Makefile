@@ -1,0 +1,43 @@
+# grokkit: `make help` lists the targets.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test test-fast lint format bench grok clean
+
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) ## Create .venv and install grokkit with its dev extra
+
+test: $(STAMP) ## Run the whole test suite (creates .venv on first use)
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP) ## Run the tests without the slow ones
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: $(STAMP) ## ruff check and format check
+	$(BIN)/ruff check grokkit tests benchmarks
+	$(BIN)/ruff format --check grokkit tests benchmarks
+
+format: $(STAMP) ## Apply ruff's formatting and safe fixes
+	$(BIN)/ruff check --fix grokkit tests benchmarks
+	$(BIN)/ruff format grokkit tests benchmarks
+
+bench: $(STAMP) ## Print training throughput and achieved GFLOP/s vs this machine's matmul peak
+	$(BIN)/python benchmarks/bench.py
+
+grok: $(STAMP) ## The main job: train mod-add p=97 and watch it grok
+	$(BIN)/grokkit train --task mod-add --p 97
+
+clean: ## Remove the virtual environment, caches and runs/
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info runs
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,376 @@
+"""The `grokkit` command line: parse options into a config, call the library, print what it returns."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich.console import Console
+
+from grokkit import __version__
+from grokkit.config import PRESETS, Activation, Embed, ModelKind, OptimizerName, resolve
+from grokkit.errors import GrokkitError, UsageError
+
+app = typer.Typer(
+    name="grokkit",
+    help="Grokking experiments from the command line: datasets, training, resuming, reports.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_show_locals=False,
+)
+
+DATA = "Data"
+MODEL = "Model"
+OPTIM = "Optimizer"
+RUN = "Run"
+
+
+def _stdout() -> Console:
+    return Console(highlight=False)
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def _user_errors(command):
+    """Turn a GrokkitError into one line on stderr and its exit code, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except GrokkitError as err:
+            _stderr().print(f"[bold red]error:[/] {err}", soft_wrap=True)
+            raise typer.Exit(err.exit_code) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        _stdout().print(f"grokkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Grokking experiments from the command line: datasets, training, resuming, reports."""
+
+
+@app.command()
+@_user_errors
+def tasks(
+    p: Annotated[int, typer.Option(help="Modulus used for the example counts.", min=2)] = 97,
+) -> None:
+    """List the algorithmic tasks: name, formula, input-space size and source paper."""
+    from grokkit.render import tasks_table
+
+    _stdout().print(tasks_table(p))
+
+
+class DataFormat(StrEnum):
+    npz = "npz"
+    csv = "csv"
+
+
+@app.command()
+@_user_errors
+def data(
+    out: Annotated[Path, typer.Option("--out", "-o", help="File to write.")],
+    task: Annotated[str, typer.Option(help="Task name (see `grokkit tasks`).")] = "mod-add",
+    p: Annotated[int, typer.Option(help="Modulus (modular tasks and rand).")] = 97,
+    train_frac: Annotated[float, typer.Option(help="Fraction of examples in the train split, in (0, 1).")] = 0.35,
+    seed: Annotated[int, typer.Option(help="Seed of the split (and of rand / sparse-parity tables).")] = 0,
+    n_bits: Annotated[int, typer.Option(help="sparse-parity: bits per input.")] = 12,
+    k_bits: Annotated[int, typer.Option(help="sparse-parity: relevant bits.")] = 3,
+    n_samples: Annotated[int, typer.Option(help="sparse-parity: distinct inputs drawn.")] = 2000,
+    fmt: Annotated[DataFormat, typer.Option("--format", help="npz (arrays) or csv (one row per example).")] = (
+        DataFormat.npz
+    ),
+) -> None:
+    """Generate a task's full dataset and its train/validation split, and write it to a file.
+
+    The npz holds tokens [n, seq] (int32; `[x, y, =]`, '=' is the token after the
+    operands), labels [n], train_idx and val_idx. The csv has one row per example
+    with its operands, label and split.
+    """
+    from grokkit.data import make_dataset, split_dataset
+    from grokkit.render import dataset_summary
+
+    dataset = make_dataset(task, p, seed=seed, n_bits=n_bits, k_bits=k_bits, n_samples=n_samples)
+    split = split_dataset(len(dataset), train_frac, seed)
+    _write_dataset(out, dataset, split, fmt)
+    _stdout().print(dataset_summary(dataset, split, str(out), fmt.value))
+
+
+def _write_dataset(out: Path, dataset, split, fmt: DataFormat) -> None:
+    from grokkit.atomic import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    if fmt == DataFormat.npz:
+        np.savez(buffer, tokens=dataset.tokens, labels=dataset.labels, train_idx=split.train_idx, val_idx=split.val_idx)
+        payload = buffer.getvalue()
+    else:
+        text = io.StringIO()
+        writer = csv.writer(text)
+        operands = [f"x{i}" for i in range(dataset.n_operands)] if dataset.n_operands > 2 else ["x", "y"]
+        writer.writerow([*operands, "label", "split"])
+        is_train = np.zeros(len(dataset), bool)
+        is_train[split.train_idx] = True
+        rows = zip(dataset.tokens[:, :-1].tolist(), dataset.labels.tolist(), is_train.tolist(), strict=True)
+        for tokens, label, train in rows:
+            writer.writerow([*tokens, label, "train" if train else "val"])
+        payload = text.getvalue().encode()
+    if out.is_dir():
+        raise UsageError(f"{out} is a folder; give a file name", option="--out")
+    try:
+        atomic_write_bytes(out, payload)
+    except OSError as err:
+        raise UsageError(f"cannot write {out}: {err.strerror}", option="--out") from None
+
+
+@app.command()
+@_user_errors
+def train(
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            help="Start from a paper's setup: "
+            + "; ".join(f"[bold]{p.name}[/] = {p.source}" for p in PRESETS.values())
+            + ". Explicit flags override its values.",
+            rich_help_panel=RUN,
+        ),
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option(help="Task (see `grokkit tasks`). [default: mod-add]", rich_help_panel=DATA)
+    ] = None,
+    p: Annotated[int | None, typer.Option(help="Modulus. [default: 97]", rich_help_panel=DATA)] = None,
+    train_frac: Annotated[
+        float | None,
+        typer.Option(help="Fraction of all pairs used for training. [default: 0.35]", rich_help_panel=DATA),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of the model init and the split. [default: 0]", rich_help_panel=DATA)
+    ] = None,
+    data_seed: Annotated[
+        int | None, typer.Option(help="Seed of the split only. [default: --seed]", rich_help_panel=DATA)
+    ] = None,
+    model: Annotated[
+        ModelKind | None, typer.Option(help="Model family. [default: transformer]", rich_help_panel=MODEL)
+    ] = None,
+    layers: Annotated[int | None, typer.Option(help="Transformer layers. [default: 1]", rich_help_panel=MODEL)] = None,
+    d_model: Annotated[
+        int | None, typer.Option(help="Transformer width. [default: 128]", rich_help_panel=MODEL)
+    ] = None,
+    heads: Annotated[
+        int | None, typer.Option(help="Attention heads; must divide d-model. [default: 4]", rich_help_panel=MODEL)
+    ] = None,
+    d_mlp: Annotated[
+        int | None, typer.Option(help="Transformer MLP width. [default: 512]", rich_help_panel=MODEL)
+    ] = None,
+    activation: Annotated[
+        Activation | None,
+        typer.Option(help="Nonlinearity (quadratic: Gromov 2023). [default: relu]", rich_help_panel=MODEL),
+    ] = None,
+    layer_norm: Annotated[
+        bool | None,
+        typer.Option(
+            "--layer-norm/--no-layer-norm",
+            help="Pre-LayerNorm in the transformer. [default: off]",
+            rich_help_panel=MODEL,
+        ),
+    ] = None,
+    width: Annotated[
+        int | None, typer.Option(help="MLP model: hidden width. [default: 512]", rich_help_panel=MODEL)
+    ] = None,
+    depth: Annotated[
+        int | None, typer.Option(help="MLP model: hidden layers. [default: 1]", rich_help_panel=MODEL)
+    ] = None,
+    embed: Annotated[
+        Embed | None,
+        typer.Option(
+            help="MLP model: concat (one table per operand) or sum (shared). [default: concat]", rich_help_panel=MODEL
+        ),
+    ] = None,
+    bias: Annotated[
+        bool | None, typer.Option("--bias/--no-bias", help="MLP model: biases. [default: on]", rich_help_panel=MODEL)
+    ] = None,
+    optimizer: Annotated[
+        OptimizerName | None,
+        typer.Option(help="adamw (decoupled decay), adam (coupled L2) or sgd. [default: adamw]", rich_help_panel=OPTIM),
+    ] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate. [default: 3e-3]", rich_help_panel=OPTIM)] = None,
+    wd: Annotated[float | None, typer.Option(help="Weight decay. [default: 1.0]", rich_help_panel=OPTIM)] = None,
+    beta1: Annotated[float | None, typer.Option(help="Adam beta1. [default: 0.9]", rich_help_panel=OPTIM)] = None,
+    beta2: Annotated[float | None, typer.Option(help="Adam beta2. [default: 0.98]", rich_help_panel=OPTIM)] = None,
+    momentum: Annotated[float | None, typer.Option(help="SGD momentum. [default: 0]", rich_help_panel=OPTIM)] = None,
+    warmup: Annotated[
+        int | None, typer.Option(help="Linear warmup steps. [default: 10]", rich_help_panel=OPTIM)
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Minibatch size; 0 = full batch. [default: full batch]", rich_help_panel=OPTIM)
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Step budget. [default: 10000]", rich_help_panel=RUN)] = None,
+    eval_every: Annotated[
+        int | None,
+        typer.Option(
+            help="Evaluate the full train and validation sets every N steps. [default: 50]", rich_help_panel=RUN
+        ),
+    ] = None,
+    checkpoint_every: Annotated[
+        int | None,
+        typer.Option(
+            help="Checkpoint every N steps (a multiple of --eval-every). [default: 1000]", rich_help_panel=RUN
+        ),
+    ] = None,
+    keep_checkpoints: Annotated[
+        int | None, typer.Option(help="Checkpoints kept. [default: 3]", rich_help_panel=RUN)
+    ] = None,
+    early_exit: Annotated[
+        bool | None,
+        typer.Option(
+            "--early-exit/--no-early-exit",
+            help="Stop once validation accuracy has stayed >= 99% for --early-exit-window steps "
+            "(never on rising validation loss). [default: on]",
+            rich_help_panel=RUN,
+        ),
+    ] = None,
+    early_exit_window: Annotated[
+        int | None,
+        typer.Option(
+            help="Steps validation accuracy must stay >= 99% before an early exit. [default: 500]", rich_help_panel=RUN
+        ),
+    ] = None,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="Run directory. [default: runs/<task>-p<p>-<timestamp>]", rich_help_panel=RUN)
+    ] = None,
+) -> None:
+    """Train a model on an algorithmic task and watch it grok.
+
+    The defaults (mod-add, p=97, 35% train, 1-layer transformer, AdamW lr 3e-3, wd 1,
+    full batch) memorize within ~100 steps and generalize several times later, in under
+    a minute on a laptop CPU. Metrics, checkpoints and the resolved config go to the run
+    directory; runs/latest points to the newest. Ctrl-C saves a checkpoint and exits;
+    `grokkit resume` continues bit-exactly.
+    """
+    overrides = {
+        "data.task": task, "data.p": p, "data.train_frac": train_frac, "seed": seed, "data.data_seed": data_seed,
+        "model.kind": model, "model.layers": layers, "model.d_model": d_model, "model.heads": heads,
+        "model.d_mlp": d_mlp, "model.activation": activation, "model.layer_norm": layer_norm, "model.width": width,
+        "model.depth": depth, "model.embed": embed, "model.bias": bias,
+        "optim.name": optimizer, "optim.lr": lr, "optim.wd": wd, "optim.beta1": beta1, "optim.beta2": beta2,
+        "optim.momentum": momentum, "optim.warmup": warmup, "optim.batch_size": batch_size,
+        "train.steps": steps, "train.eval_every": eval_every, "train.checkpoint_every": checkpoint_every,
+        "train.keep_checkpoints": keep_checkpoints, "train.early_exit": early_exit,
+        "train.early_exit_window": early_exit_window,
+    }  # fmt: skip
+    given = {key: value for key, value in overrides.items() if value is not None}
+    if batch_size == 0:
+        given["optim.batch_size"] = None
+    config = resolve(preset, given)
+    from grokkit.render import describe_config
+    from grokkit.runner import start_run
+
+    console = _stdout()
+    console.print(describe_config(config))
+    _run_with_progress(console, config.train.steps, lambda **kw: start_run(config, run_dir, **kw))
+
+
+@app.command()
+@_user_errors
+def resume(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory to continue.")] = Path("runs/latest"),
+    steps: Annotated[int | None, typer.Option(help="New total step budget. [default: the run's]")] = None,
+    early_exit: Annotated[
+        bool | None, typer.Option("--early-exit/--no-early-exit", help="Override the run's early-exit rule.")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Resume even if versions or devices differ from env.json.")] = False,
+) -> None:
+    """Continue a run from its newest valid checkpoint, bit-exactly.
+
+    metrics.jsonl is trimmed back to the checkpoint's step; a checkpoint that fails to
+    load is named and the previous one used. A run stopped before its first checkpoint
+    starts again from step 0.
+    """
+    from grokkit.rundir import RunDir
+    from grokkit.runner import resume_run
+
+    total = steps or RunDir.open(run_dir).config().train.steps
+    _run_with_progress(
+        _stdout(),
+        total,
+        lambda **kw: resume_run(run_dir, steps=steps, early_exit=early_exit, force=force, **kw),
+        resuming=True,
+    )
+
+
+def _run_with_progress(console: Console, steps: int, launch, resuming: bool = False) -> None:
+    """Run `launch` with a live panel on a terminal, or one plain line per evaluation otherwise."""
+    from rich.live import Live
+
+    from grokkit.analysis import GENERALIZED_ACC, MEMORIZED_ACC, milestones
+    from grokkit.render import eval_line, progress_panel, run_outcome
+    from grokkit.runner import StopRequest
+
+    state: dict[str, Any] = {"memorized": None, "generalized": None, "last": None, "speed": None}
+    live = (
+        Live(progress_panel(None, 1, None, None, None), console=console, refresh_per_second=4, transient=False)
+        if console.is_terminal
+        else None
+    )
+
+    def notify(message: str) -> None:
+        console.print(f"[dim]{message}[/]")
+
+    def on_history(history: list[dict[str, Any]]) -> None:
+        found = milestones(history)
+        state.update(memorized=found["memorized_step"], generalized=found["generalized_step"])
+        state["last"] = history[-1] if history else None
+
+    def on_eval(record: dict[str, Any]) -> None:
+        last = state["last"]
+        if last is not None and record["elapsed_s"] > last["elapsed_s"] and record["step"] > last["step"]:
+            state["speed"] = (record["step"] - last["step"]) / (record["elapsed_s"] - last["elapsed_s"])
+        state["last"] = record
+        if state["memorized"] is None and record["train_acc"] >= MEMORIZED_ACC:
+            state["memorized"] = record["step"]
+            console.print(f"[yellow]memorized[/]: train accuracy >= 99% at step {record['step']:,}")
+        if state["generalized"] is None and record["val_acc"] >= GENERALIZED_ACC:
+            state["generalized"] = record["step"]
+            console.print(f"[green]generalized[/]: validation accuracy >= 99% at step {record['step']:,}")
+        if live is not None:
+            live.update(progress_panel(record, steps, state["speed"], state["memorized"], state["generalized"]))
+        else:
+            console.print(eval_line(record, steps, state["speed"]), soft_wrap=True)
+
+    start = time.perf_counter()
+    stop = StopRequest()
+    callbacks = {"on_eval": on_eval, "notify": notify, "stop": stop}
+    if resuming:
+        callbacks["on_history"] = on_history
+    with stop.installed():
+        if live is not None:
+            with live:
+                result = launch(**callbacks)
+        else:
+            result = launch(**callbacks)
+    console.print(run_outcome(str(result.run_dir), result.reason, result.summary, time.perf_counter() - start))
+    if result.reason == "interrupted":
+        raise typer.Exit(130)
+
+
+def main() -> None:
+    app(prog_name="grokkit")

@@ -1,0 +1,169 @@
+"""Flax NNX models: a decoder transformer and an MLP on the operands.
+
+Shape suffixes name tensor axes: B batch, T sequence, D d_model, H heads, K head dim,
+F d_mlp (or MLP width), V vocabulary, C classes, O operands.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from grokkit.config import Activation, Embed, ModelConfig, ModelKind
+
+
+def activation_fn(name: Activation):
+    """The elementwise nonlinearity; quadratic is Gromov 2023's phi(x) = x^2."""
+    return {
+        Activation.relu: jax.nn.relu,
+        Activation.gelu: jax.nn.gelu,
+        Activation.quadratic: jnp.square,
+    }[Activation(name)]
+
+
+def _normal(rngs: nnx.Rngs, shape: tuple[int, ...], std: float) -> nnx.Param:
+    return nnx.Param(jax.random.normal(rngs.params(), shape, jnp.float32) * std)
+
+
+class LayerNorm(nnx.Module):
+    def __init__(self, d_model: int):
+        self.scale = nnx.Param(jnp.ones((d_model,), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((d_model,), jnp.float32))
+
+    def __call__(self, x_xD: jax.Array) -> jax.Array:
+        mean = x_xD.mean(-1, keepdims=True)
+        var = jnp.square(x_xD - mean).mean(-1, keepdims=True)
+        return (x_xD - mean) * jax.lax.rsqrt(var + 1e-5) * self.scale[...] + self.bias[...]
+
+
+class Block(nnx.Module):
+    """Pre-LN (or no-LN) attention + MLP block; init N(0, 1/d_model) as in Nanda et al. 2023."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        d, h, k = cfg.d_model, cfg.heads, cfg.d_model // cfg.heads
+        std = 1 / np.sqrt(d)
+        self.heads = h
+        self.act = cfg.activation
+        self.w_q_DHK = _normal(rngs, (d, h, k), std)
+        self.w_k_DHK = _normal(rngs, (d, h, k), std)
+        self.w_v_DHK = _normal(rngs, (d, h, k), std)
+        self.w_o_HKD = _normal(rngs, (h, k, d), std)
+        self.w_in_DF = _normal(rngs, (d, cfg.d_mlp), std)
+        self.b_in_F = nnx.Param(jnp.zeros((cfg.d_mlp,), jnp.float32))
+        self.w_out_FD = _normal(rngs, (cfg.d_mlp, d), std)
+        self.b_out_D = nnx.Param(jnp.zeros((d,), jnp.float32))
+        self.ln_attn = LayerNorm(d) if cfg.layer_norm else None
+        self.ln_mlp = LayerNorm(d) if cfg.layer_norm else None
+
+    def _mlp(self, x_xD: jax.Array) -> jax.Array:
+        if self.ln_mlp is not None:
+            x_xD = self.ln_mlp(x_xD)
+        hidden_xF = activation_fn(self.act)(x_xD @ self.w_in_DF[...] + self.b_in_F[...])
+        return hidden_xF @ self.w_out_FD[...] + self.b_out_D[...]
+
+    def _normed(self, x_xD: jax.Array) -> jax.Array:
+        return x_xD if self.ln_attn is None else self.ln_attn(x_xD)
+
+    def queries(self, x_xD: jax.Array) -> jax.Array:
+        """Queries of residual vectors with any leading axes: [..., D] -> [..., H, K]."""
+        return jnp.einsum("...d,dhk->...hk", self._normed(x_xD), self.w_q_DHK[...])
+
+    def keys_values(self, x_xD: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Keys and values: [..., D] -> ([..., H, K], [..., H, K])."""
+        a_xD = self._normed(x_xD)
+        return (
+            jnp.einsum("...d,dhk->...hk", a_xD, self.w_k_DHK[...]),
+            jnp.einsum("...d,dhk->...hk", a_xD, self.w_v_DHK[...]),
+        )
+
+    def all_positions(self, x_BTD, q_BTHK, k_BTHK, v_BTHK) -> jax.Array:
+        """Causal attention and MLP at every position: [B, T, D] -> [B, T, D]."""
+        scores_BHTT = jnp.einsum("bqhk,bshk->bhqs", q_BTHK, k_BTHK) / np.sqrt(q_BTHK.shape[-1])
+        seq = x_BTD.shape[1]
+        causal_TT = jnp.tril(jnp.ones((seq, seq), bool))
+        scores_BHTT = jnp.where(causal_TT, scores_BHTT, -jnp.inf)
+        z_BTHK = jnp.einsum("bhqs,bshk->bqhk", jax.nn.softmax(scores_BHTT, axis=-1), v_BTHK)
+        x_BTD = x_BTD + jnp.einsum("bthk,hkd->btd", z_BTHK, self.w_o_HKD[...])
+        return x_BTD + self._mlp(x_BTD)
+
+    def last_position(self, x_BD, q_BHK, k_BTHK, v_BTHK) -> jax.Array:
+        """The final position only (its query sees every key, so no mask): -> [B, D]."""
+        scores_BHT = jnp.einsum("bhk,bthk->bht", q_BHK, k_BTHK) / np.sqrt(q_BHK.shape[-1])
+        z_BHK = jnp.einsum("bht,bthk->bhk", jax.nn.softmax(scores_BHT, axis=-1), v_BTHK)
+        x_BD = x_BD + jnp.einsum("bhk,hkd->bd", z_BHK, self.w_o_HKD[...])
+        return x_BD + self._mlp(x_BD)
+
+
+class Transformer(nnx.Module):
+    """Decoder transformer over [x, y, =]; logits for the answer at the final position only.
+
+    The first block's input at position t depends only on the token there, so its
+    residual, queries, keys and values are computed once per (position, token) as
+    [T, V, ...] tables and gathered per example: the same mathematics at a fraction of
+    the FLOPs (the embedding is linear in the one-hot token). Later positions' queries
+    and MLPs run only where they can reach the loss.
+    """
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int, seq_len: int, n_classes: int, *, rngs: nnx.Rngs):
+        std = 1 / np.sqrt(cfg.d_model)
+        self.embed_VD = _normal(rngs, (vocab_size, cfg.d_model), std)
+        self.pos_TD = _normal(rngs, (seq_len, cfg.d_model), std)
+        self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.layers)])
+        self.ln_final = LayerNorm(cfg.d_model) if cfg.layer_norm else None
+        self.unembed_DC = _normal(rngs, (cfg.d_model, n_classes), 1 / np.sqrt(n_classes))
+
+    def __call__(self, tokens_BT: jax.Array) -> jax.Array:
+        first, last = self.blocks[0], self.blocks[-1]
+        x_TVD = self.embed_VD[...][None] + self.pos_TD[...][:, None]
+        k_TVHK, v_TVHK = first.keys_values(x_TVD)
+        position_T = jnp.arange(tokens_BT.shape[1])
+        k_BTHK, v_BTHK = k_TVHK[position_T, tokens_BT], v_TVHK[position_T, tokens_BT]
+        if len(self.blocks) == 1:
+            last_token_B = tokens_BT[:, -1]
+            q_BHK = first.queries(x_TVD[-1])[last_token_B]
+            x_BD = first.last_position(x_TVD[-1][last_token_B], q_BHK, k_BTHK, v_BTHK)
+        else:
+            q_BTHK = first.queries(x_TVD)[position_T, tokens_BT]
+            x_BTD = first.all_positions(x_TVD[position_T, tokens_BT], q_BTHK, k_BTHK, v_BTHK)
+            for block in self.blocks[1:-1]:
+                x_BTD = block.all_positions(x_BTD, block.queries(x_BTD), *block.keys_values(x_BTD))
+            x_BD = last.last_position(x_BTD[:, -1], last.queries(x_BTD[:, -1]), *last.keys_values(x_BTD))
+        if self.ln_final is not None:
+            x_BD = self.ln_final(x_BD)
+        return x_BD @ self.unembed_DC[...]
+
+
+class MLP(nnx.Module):
+    """MLP on the operands' one-hot inputs, concatenated (one table per operand) or summed (shared)."""
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int, n_operands: int, n_classes: int, *, rngs: nnx.Rngs):
+        tables = n_operands if Embed(cfg.embed) == Embed.concat else 1
+        self.act = cfg.activation
+        self.embed_OVF = _normal(rngs, (tables, vocab_size, cfg.width), 1 / np.sqrt(n_operands))
+        self.b_embed_F = nnx.Param(jnp.zeros((cfg.width,), jnp.float32)) if cfg.bias else None
+        self.hidden = nnx.List(
+            [nnx.Linear(cfg.width, cfg.width, use_bias=cfg.bias, rngs=rngs) for _ in range(cfg.depth - 1)]
+        )
+        self.out = nnx.Linear(cfg.width, n_classes, use_bias=cfg.bias, rngs=rngs)
+
+    def __call__(self, tokens_BT: jax.Array) -> jax.Array:
+        operands_BO = tokens_BT[:, :-1]
+        table_O = jnp.arange(operands_BO.shape[1]) % self.embed_OVF.shape[0]
+        h_BF = self.embed_OVF[...][table_O, operands_BO].sum(axis=1)
+        if self.b_embed_F is not None:
+            h_BF = h_BF + self.b_embed_F[...]
+        act = activation_fn(self.act)
+        h_BF = act(h_BF)
+        for layer in self.hidden:
+            h_BF = act(layer(h_BF))
+        return self.out(h_BF)
+
+
+def build_model(cfg: ModelConfig, vocab_size: int, seq_len: int, n_classes: int, seed: int) -> nnx.Module:
+    """The model a config describes, initialised from `seed`."""
+    rngs = nnx.Rngs(params=jax.random.PRNGKey(seed))
+    if ModelKind(cfg.kind) == ModelKind.transformer:
+        return Transformer(cfg, vocab_size, seq_len, n_classes, rngs=rngs)
+    return MLP(cfg, vocab_size, seq_len - 1, n_classes, rngs=rngs)

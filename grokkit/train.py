@@ -1,0 +1,277 @@
+"""The training loop: a pure step, lax.scan between evaluations, one jitted chunk function."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from grokkit.analysis import GENERALIZED_ACC
+from grokkit.config import Config
+from grokkit.data import Dataset, Split, make_dataset, split_dataset
+from grokkit.errors import TrainingDiverged
+from grokkit.models import build_model
+from grokkit.optim import build_optimizer
+
+METRIC_NAMES = ("train_loss", "train_acc", "val_loss", "val_acc", "param_norm")
+
+
+class TrainState(NamedTuple):
+    step: jax.Array  # int32 []
+    params: nnx.State
+    opt_state: optax.OptState
+    key: jax.Array  # uint32 [2], the run's PRNG key; per-step keys are fold_in(key, step)
+
+
+class Batch(NamedTuple):
+    tokens_BT: jax.Array
+    labels_B: jax.Array
+
+
+class Data(NamedTuple):
+    train: Batch
+    val: Batch
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """Everything built once per run from a config: data, split, model structure, optimizer."""
+
+    config: Config
+    dataset: Dataset
+    split: Split
+    graphdef: Any
+    tx: optax.GradientTransformation
+
+    @property
+    def n_train(self) -> int:
+        return len(self.split.train_idx)
+
+    def device_data(self) -> Data:
+        ds, sp = self.dataset, self.split
+        return Data(
+            train=Batch(jnp.asarray(ds.tokens[sp.train_idx]), jnp.asarray(ds.labels[sp.train_idx])),
+            val=Batch(jnp.asarray(ds.tokens[sp.val_idx]), jnp.asarray(ds.labels[sp.val_idx])),
+        )
+
+
+def _model_factory(config: Config, dataset: Dataset) -> Callable[[int], nnx.Module]:
+    seq_len = dataset.tokens.shape[1]
+    return partial(build_model, config.model, dataset.vocab_size, seq_len, dataset.n_classes)
+
+
+def make_experiment(config: Config, split: Split | None = None) -> Experiment:
+    """Build the dataset, the split (or use a stored one), the model structure and the optimizer."""
+    d = config.data
+    dataset = make_dataset(d.task, d.p, seed=config.data_seed, n_bits=d.n_bits, k_bits=d.k_bits, n_samples=d.n_samples)
+    if split is None:
+        split = split_dataset(len(dataset), d.train_frac, config.data_seed)
+    abstract_model = nnx.eval_shape(lambda: _model_factory(config, dataset)(config.seed))
+    graphdef, _ = nnx.split(abstract_model)
+    return Experiment(config, dataset, split, graphdef, build_optimizer(config.optim))
+
+
+def init_state(exp: Experiment) -> TrainState:
+    """The step-0 state, built in one compiled program (eager init would compile op by op)."""
+
+    @jax.jit
+    def init(key):
+        _, params = nnx.split(_model_factory(exp.config, exp.dataset)(exp.config.seed))
+        return TrainState(jnp.zeros((), jnp.int32), params, exp.tx.init(params), key)
+
+    return init(jax.random.PRNGKey(exp.config.seed))
+
+
+def abstract_state(exp: Experiment) -> TrainState:
+    """Shapes and dtypes of the state, without computing it."""
+    return jax.eval_shape(lambda: init_state(exp))
+
+
+def loss_and_accuracy(graphdef, params: nnx.State, batch: Batch) -> tuple[jax.Array, jax.Array]:
+    """Mean softmax cross-entropy and accuracy of the model on a batch."""
+    logits_BC = nnx.merge(graphdef, params)(batch.tokens_BT)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits_BC, batch.labels_B).mean()
+    accuracy = (logits_BC.argmax(-1) == batch.labels_B).mean()
+    return loss, accuracy
+
+
+def parameter_norm(params: nnx.State) -> jax.Array:
+    """L2 norm of all parameters together."""
+    return jnp.sqrt(sum(jnp.sum(jnp.square(leaf)) for leaf in jax.tree.leaves(params)))
+
+
+def select_batch(exp: Experiment, state: TrainState, train: Batch) -> Batch:
+    """Full batch, or `batch_size` examples without replacement drawn from fold_in(key, step)."""
+    size = exp.config.optim.batch_size
+    if size is None:
+        return train
+    idx_B = jax.random.choice(jax.random.fold_in(state.key, state.step), exp.n_train, (size,), replace=False)
+    return Batch(train.tokens_BT[idx_B], train.labels_B[idx_B])
+
+
+def train_step(exp: Experiment, state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One optimizer update: a pure function (state, batch) -> (state, metrics)."""
+
+    def loss_fn(params):
+        return loss_and_accuracy(exp.graphdef, params, batch)
+
+    (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = exp.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    return state._replace(step=state.step + 1, params=params, opt_state=opt_state), {
+        "loss": loss,
+        "accuracy": accuracy,
+    }
+
+
+def evaluate(exp: Experiment, params: nnx.State, data: Data) -> dict[str, jax.Array]:
+    """Loss and accuracy on the FULL train and validation sets, and the parameter L2 norm."""
+    train_loss, train_acc = loss_and_accuracy(exp.graphdef, params, data.train)
+    val_loss, val_acc = loss_and_accuracy(exp.graphdef, params, data.val)
+    return {
+        "train_loss": train_loss,
+        "train_acc": train_acc,
+        "val_loss": val_loss,
+        "val_acc": val_acc,
+        "param_norm": parameter_norm(params),
+    }
+
+
+def make_chunk_fn(exp: Experiment) -> Callable[[TrainState, Data, int], tuple[TrainState, dict[str, jax.Array]]]:
+    """`n_steps` training steps under lax.scan, then a full evaluation; jitted, state donated."""
+
+    def run_steps(state: TrainState, data: Data, n_steps: int):
+        def body(state, _):
+            state, _ = train_step(exp, state, select_batch(exp, state, data.train))
+            return state, None
+
+        state, _ = jax.lax.scan(body, state, None, length=n_steps)
+        return state, evaluate(exp, state.params, data)
+
+    return jax.jit(run_steps, static_argnums=2, donate_argnums=0)
+
+
+def is_generalized(record: dict[str, Any]) -> bool:
+    return record["val_acc"] >= GENERALIZED_ACC
+
+
+def early_exit_due(history: list[dict[str, Any]], window: int) -> bool:
+    """True once validation accuracy has stayed >= 99% at every evaluation over `window` steps."""
+    if not history or not is_generalized(history[-1]):
+        return False
+    streak_start = history[-1]["step"]
+    for record in reversed(history):
+        if not is_generalized(record):
+            break
+        streak_start = record["step"]
+    return history[-1]["step"] - streak_start >= window
+
+
+class RunSink:
+    """Where the loop reports: metrics, checkpoints, summary (a run directory, or nothing)."""
+
+    def on_eval(self, record: dict[str, Any]) -> None: ...
+    def on_checkpoint(self, state: TrainState, elapsed_s: float) -> None: ...
+
+
+@dataclass
+class FitResult:
+    state: TrainState
+    history: list[dict[str, Any]]
+    reason: str  # "budget", "early-exit", "interrupted"
+    elapsed_s: float
+
+
+def fit(
+    exp: Experiment,
+    state: TrainState,
+    history: list[dict[str, Any]] | None = None,
+    *,
+    sink: RunSink | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    elapsed_before: float = 0.0,
+) -> FitResult:
+    """Train from `state` to the step budget (or early exit, or a stop request).
+
+    Evaluations fall on multiples of `eval_every` and checkpoints on multiples of
+    `checkpoint_every`, so an interrupted run resumes onto the same grid. Raises
+    TrainingDiverged on NaN/Inf, before anything from the bad chunk is saved.
+    """
+    cfg = exp.config.train
+    sink = sink or RunSink()
+    history = list(history or [])
+    chunk = make_chunk_fn(exp)
+    data = exp.device_data()
+    step = int(state.step)
+    start = time.perf_counter()
+    last_saved: int | None = step if step > 0 else None  # a resumed run starts from a checkpoint
+    reason = "budget"
+    while step < cfg.steps:
+        if cfg.early_exit and early_exit_due(history, cfg.early_exit_window):
+            reason = "early-exit"
+            break
+        if should_stop():
+            reason = "interrupted"
+            break
+        n_steps = min(cfg.eval_every - step % cfg.eval_every, cfg.steps - step)
+        state, metrics = chunk(state, data, n_steps)
+        step += n_steps
+        record = {"step": step, **{k: float(metrics[k]) for k in METRIC_NAMES}}
+        record["elapsed_s"] = round(elapsed_before + time.perf_counter() - start, 3)
+        bad = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            kept = (
+                f"the last good checkpoint (step {last_saved}) is kept" if last_saved else "no checkpoint was written"
+            )
+            raise TrainingDiverged(
+                f"{', '.join(bad)} became NaN/Inf by step {step}; training stopped and {kept}. "
+                "Lower --lr or check the config."
+            )
+        history.append(record)
+        sink.on_eval(record)
+        if step % cfg.checkpoint_every == 0:
+            sink.on_checkpoint(state, record["elapsed_s"])
+            last_saved = step
+    else:
+        if cfg.early_exit and early_exit_due(history, cfg.early_exit_window):
+            reason = "early-exit"
+    if step != last_saved:
+        sink.on_checkpoint(state, elapsed_before + time.perf_counter() - start)
+    return FitResult(state, history, reason, elapsed_before + time.perf_counter() - start)
+
+
+def state_to_arrays(state: TrainState) -> dict[str, np.ndarray]:
+    """Flatten the state to {"params/blocks/0/w_q_DHK/value": array, ...} for `.npz`."""
+    leaves = jax.tree_util.tree_flatten_with_path(state)[0]
+    return {_leaf_name(path): np.asarray(leaf) for path, leaf in leaves}
+
+
+def state_from_arrays(template: TrainState, arrays: dict[str, np.ndarray]) -> TrainState:
+    """Inverse of `state_to_arrays`, checked leaf by leaf against the template's shapes."""
+    paths, treedef = jax.tree_util.tree_flatten_with_path(template)
+    leaves = []
+    for path, like in paths:
+        name = _leaf_name(path)
+        if name not in arrays:
+            raise ValueError(f"missing array '{name}'")
+        value = arrays[name]
+        if value.shape != like.shape or value.dtype != like.dtype:
+            raise ValueError(f"'{name}' is {value.dtype}{list(value.shape)}, expected {like.dtype}{list(like.shape)}")
+        leaves.append(jnp.asarray(value))
+    extra = set(arrays) - {_leaf_name(p) for p, _ in paths}
+    if extra:
+        raise ValueError(f"unexpected arrays {sorted(extra)[:3]}")
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def _leaf_name(path) -> str:
+    return jax.tree_util.keystr(path, simple=True, separator="/")

@@ -1,0 +1,138 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import TINY_FLAGS
+from typer.testing import CliRunner
+
+from grokkit.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "100"})
+
+
+def assert_usage_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    message = result.stderr.strip()
+    assert message, result.output
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_help_lists_commands_and_does_not_import_jax():
+    code = "import sys; from grokkit.cli import app; assert 'jax' not in sys.modules, 'jax imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("tasks", "data", "train", "resume"):
+        assert command in result.stdout
+
+
+def test_python_dash_m_works():
+    out = subprocess.run([sys.executable, "-m", "grokkit", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("grokkit ")
+
+
+def test_train_help_has_panels_and_presets():
+    result = invoke("train", "--help")
+    assert result.exit_code == 0
+    for fragment in ("Data", "Model", "Optimizer", "Run", "nanda2023", "power2022", "--no-early-exit"):
+        assert fragment in result.stdout
+
+
+def test_tasks_table():
+    result = invoke("tasks")
+    assert result.exit_code == 0
+    for name in ("mod-add", "mod-div", "s5-conjugate", "sparse-parity", "rand", "9,409", "14,400"):
+        assert name in result.stdout
+
+
+def test_data_npz(tmp_path):
+    out = tmp_path / "d.npz"
+    result = invoke("data", "--task", "mod-add", "--p", 97, "--train-frac", 0.3, "--seed", 0, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "9,409 examples" in result.stdout
+    with np.load(out) as npz:
+        assert npz["tokens"].shape == (9409, 3)
+        assert len(npz["train_idx"]) == round(0.3 * 9409)
+        assert ((npz["tokens"][:, 0] + npz["tokens"][:, 1]) % 97 == npz["labels"]).all()
+
+
+def test_data_csv(tmp_path):
+    out = tmp_path / "d.csv"
+    result = invoke("data", "--task", "s5-compose", "--format", "csv", "--out", out)
+    assert result.exit_code == 0, result.output
+    lines = out.read_text().splitlines()
+    assert lines[0] == "x,y,label,split" and len(lines) == 14_401
+    assert {line.rsplit(",", 1)[1] for line in lines[1:]} == {"train", "val"}
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--task", "mod-ad"], ["unknown task", "mod-add"]),
+        (["--p", "1"], ["--p", "at least 2"]),
+        (["--task", "mod-div", "--p", "96"], ["prime", "97"]),
+        (["--p", "100000"], ["over the limit"]),
+        (["--train-frac", "1.5"], ["--train-frac", "between 0 and 1"]),
+        (["--train-frac", "0"], ["--train-frac"]),
+        (["--p", "3", "--train-frac", "0.01"], ["empty train"]),
+    ],
+)
+def test_data_bad_input(tmp_path, args, fragments):
+    assert_usage_error(invoke("data", "--out", tmp_path / "x.npz", *args), *fragments)
+
+
+def test_data_unwritable_output(tmp_path):
+    assert_usage_error(invoke("data", "--out", tmp_path / "missing" / "x.npz"), "cannot write")
+    assert_usage_error(invoke("data", "--out", tmp_path), "is a folder")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--steps", "0"], ["--steps", ">= 1"]),
+        (["--lr", "-1"], ["--lr", "> 0"]),
+        (["--eval-every", "0"], ["--eval-every"]),
+        (["--heads", "3"], ["--heads", "divide"]),
+        (["--batch-size", "100000"], ["--batch-size", "train set has"]),
+        (["--preset", "nanda"], ["unknown preset", "nanda2023"]),
+        (["--task", "mod-mull"], ["mod-mul"]),
+    ],
+)
+def test_train_bad_input(tmp_path, args, fragments):
+    assert_usage_error(invoke("train", "--run-dir", tmp_path / "r", *args), *fragments)
+
+
+def test_train_then_resume_end_to_end(tmp_path):
+    run_dir = tmp_path / "runs" / "one"
+    result = invoke("train", *TINY_FLAGS, "--run-dir", run_dir)
+    assert result.exit_code == 0, result.output
+    assert "step      40/40" in result.stdout
+    assert "memorized" in result.stdout or "not yet fit" in result.stdout
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["step"] == 40
+    again = invoke("train", *TINY_FLAGS, "--run-dir", run_dir)
+    assert_usage_error(again, "already holds a run", "grokkit resume")
+    resumed = invoke("resume", tmp_path / "runs" / "latest", "--steps", 60, "--no-early-exit")
+    assert resumed.exit_code == 0, resumed.output
+    assert "resuming" in resumed.stdout and "from step 40 of 60" in resumed.stdout
+    assert json.loads((run_dir / "summary.json").read_text())["step"] == 60
+
+
+def test_resume_bad_input(tmp_path):
+    assert_usage_error(invoke("resume", tmp_path / "nowhere"), "does not exist")
+    (tmp_path / "empty").mkdir()
+    assert_usage_error(invoke("resume", tmp_path / "empty"), "not a grokkit run directory")
+
+
+def test_diverged_run_exits_nonzero_with_one_line(tmp_path):
+    result = invoke("train", *TINY_FLAGS, "--lr", "1e30", "--run-dir", tmp_path / "r")
+    assert result.exit_code == 3
+    assert "NaN/Inf" in result.stderr and "Traceback" not in result.output

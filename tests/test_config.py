@@ -1,0 +1,79 @@
+import dataclasses
+
+import pytest
+
+from grokkit.config import PRESETS, Config, ModelKind, OptimizerName, resolve, with_overrides
+from grokkit.errors import UsageError
+
+
+def test_defaults_resolve_and_round_trip():
+    config = resolve()
+    assert Config.from_dict(config.to_dict()) == config
+
+
+def test_config_is_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        resolve().seed = 3
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_resolve_cite_a_source_and_round_trip(name):
+    config = resolve(name)
+    assert config.preset == name
+    assert "et al." in PRESETS[name].source
+    assert Config.from_dict(config.to_dict()) == config
+
+
+def test_nanda_preset_matches_the_paper():
+    c = resolve("nanda2023")
+    assert (c.data.p, c.data.train_frac, c.model.layers, c.model.d_model, c.model.heads, c.model.d_mlp) == (
+        113, 0.3, 1, 128, 4, 512)  # fmt: skip
+    assert not c.model.layer_norm and c.optim.batch_size is None and c.optim.wd == 1.0
+    assert c.optim.name == OptimizerName.adamw
+
+
+def test_explicit_flags_override_a_preset():
+    c = resolve("power2022", {"optim.lr": 5e-4, "seed": 3, "optim.batch_size": None})
+    assert c.optim.lr == 5e-4 and c.seed == 3 and c.optim.batch_size is None
+    assert c.model.layers == 2
+
+
+def test_unknown_keys_name_the_closest():
+    with pytest.raises(UsageError, match=r"did you mean 'optim\.lr'"):
+        with_overrides(Config(), {"optim.lrr": 1.0})
+    with pytest.raises(UsageError, match="unknown config key"):
+        Config.from_dict({"model": {"kindd": "mlp"}})
+
+
+def test_enums_are_restored_from_json():
+    c = Config.from_dict(resolve(None, {"model.kind": ModelKind.mlp}).to_dict())
+    assert c.model.kind is ModelKind.mlp
+
+
+@pytest.mark.parametrize(
+    ("overrides", "option"),
+    [
+        ({"train.steps": 0}, "--steps"),
+        ({"optim.lr": 0.0}, "--lr"),
+        ({"optim.lr": -1.0}, "--lr"),
+        ({"train.eval_every": 0}, "--eval-every"),
+        ({"model.heads": 3}, "--heads"),
+        ({"optim.batch_size": 10_000}, "--batch-size"),
+        ({"train.checkpoint_every": 75}, "--checkpoint-every"),
+        ({"data.train_frac": 1.0}, "--train-frac"),
+        ({"data.train_frac": 0.00001}, "--train-frac"),
+        ({"data.p": 1}, "--p"),
+        ({"data.task": "mod-div", "data.p": 100}, "--p"),
+        ({"optim.beta2": 1.0}, "--beta2"),
+        ({"seed": -1}, "--seed"),
+    ],
+)
+def test_invalid_values_name_the_option(overrides, option):
+    with pytest.raises(UsageError) as info:
+        resolve(None, overrides)
+    assert str(info.value).startswith(option)
+
+
+def test_unknown_preset_suggests():
+    with pytest.raises(UsageError, match="did you mean nanda2023"):
+        resolve("nanda2022")

@@ -1,0 +1,94 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from grokkit.config import Activation, Embed, ModelConfig, ModelKind
+from grokkit.models import Transformer, activation_fn, build_model
+
+VOCAB, SEQ, CLASSES, BATCH = 14, 3, 13, 7
+
+
+def tokens(batch=BATCH, seq=SEQ, vocab=VOCAB):
+    rng = np.random.default_rng(0)
+    t = rng.integers(0, vocab - 1, (batch, seq)).astype(np.int32)
+    t[:, -1] = vocab - 1
+    return jnp.asarray(t)
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        ModelConfig(d_model=16, heads=2, d_mlp=32),
+        ModelConfig(layers=2, d_model=16, heads=4, d_mlp=32, layer_norm=True, activation=Activation.gelu),
+        ModelConfig(layers=3, d_model=8, heads=1, d_mlp=16),
+        ModelConfig(kind=ModelKind.mlp, width=24, depth=2, activation=Activation.quadratic, bias=False),
+        ModelConfig(kind=ModelKind.mlp, width=24, embed=Embed.sum),
+    ],
+    ids=["transformer-1", "transformer-2-ln", "transformer-3", "mlp-quadratic", "mlp-sum"],
+)
+def test_shapes_and_finiteness(cfg):
+    model = build_model(cfg, VOCAB, SEQ, CLASSES, seed=0)
+    logits = model(tokens())
+    assert logits.shape == (BATCH, CLASSES)
+    assert jnp.isfinite(logits).all()
+
+
+def test_sum_embedding_is_symmetric_in_the_operands():
+    model = build_model(ModelConfig(kind=ModelKind.mlp, width=24, embed=Embed.sum), VOCAB, SEQ, CLASSES, seed=0)
+    t = tokens()
+    swapped = t.at[:, 0].set(t[:, 1]).at[:, 1].set(t[:, 0])
+    np.testing.assert_allclose(model(t), model(swapped), rtol=1e-6)
+
+
+def test_quadratic_activation():
+    assert activation_fn(Activation.quadratic)(jnp.array([-3.0, 2.0])).tolist() == [9.0, 4.0]
+
+
+def reference_transformer(model: Transformer, tokens_BT):
+    """The plain implementation: every position through every block, causal mask, last logits."""
+    x = model.embed_VD[...][tokens_BT] + model.pos_TD[...]
+    for block in model.blocks:
+        a = x if block.ln_attn is None else block.ln_attn(x)
+        q = jnp.einsum("btd,dhk->bthk", a, block.w_q_DHK[...])
+        k = jnp.einsum("btd,dhk->bthk", a, block.w_k_DHK[...])
+        v = jnp.einsum("btd,dhk->bthk", a, block.w_v_DHK[...])
+        s = jnp.einsum("bqhk,bshk->bhqs", q, k) / np.sqrt(q.shape[-1])
+        seq = x.shape[1]
+        s = jnp.where(jnp.tril(jnp.ones((seq, seq), bool)), s, -jnp.inf)
+        z = jnp.einsum("bhqs,bshk->bqhk", jax.nn.softmax(s, -1), v)
+        x = x + jnp.einsum("bthk,hkd->btd", z, block.w_o_HKD[...])
+        m = x if block.ln_mlp is None else block.ln_mlp(x)
+        h = activation_fn(block.act)(m @ block.w_in_DF[...] + block.b_in_F[...])
+        x = x + h @ block.w_out_FD[...] + block.b_out_D[...]
+    out = x[:, -1]
+    if model.ln_final is not None:
+        out = model.ln_final(out)
+    return out @ model.unembed_DC[...]
+
+
+@pytest.mark.parametrize("layers,layer_norm", [(1, False), (1, True), (2, False), (2, True), (3, False)])
+def test_fast_transformer_equals_plain_implementation(layers, layer_norm):
+    cfg = ModelConfig(layers=layers, d_model=16, heads=4, d_mlp=32, layer_norm=layer_norm)
+    model = build_model(cfg, VOCAB, SEQ, CLASSES, seed=1)
+    t = tokens(batch=32)
+    np.testing.assert_allclose(model(t), reference_transformer(model, t), rtol=1e-5, atol=1e-5)
+
+    graphdef, params = nnx.split(model)
+    grads_fast = jax.grad(lambda p: nnx.merge(graphdef, p)(t).sum())(params)
+    grads_plain = jax.grad(lambda p: reference_transformer(nnx.merge(graphdef, p), t).sum())(params)
+    for fast, plain in zip(jax.tree.leaves(grads_fast), jax.tree.leaves(grads_plain), strict=True):
+        np.testing.assert_allclose(fast, plain, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(("preset", "layers", "layer_norm"), [("nanda2023", 1, False), ("power2022", 2, True)])
+def test_nanda_and_power_architectures_are_expressible(preset, layers, layer_norm):
+    from grokkit.config import resolve
+
+    cfg = resolve(preset).model
+    model = nnx.eval_shape(lambda: build_model(cfg, 114, 3, 113, seed=0))
+    assert len(model.blocks) == layers
+    assert (model.ln_final is not None) == layer_norm
+    assert model.blocks[0].w_q_DHK.shape == (128, 4, 32)
+    assert model.blocks[0].w_in_DF.shape == (128, 512)
