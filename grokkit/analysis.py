@@ -1,4 +1,4 @@
-"""Pure functions from metrics records to milestones (no JAX, no I/O)."""
+"""Pure functions from metrics records to milestones, verdicts and counterfactuals (no JAX, no I/O)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,36 @@ from typing import Any
 
 MEMORIZED_ACC = 0.99
 GENERALIZED_ACC = 0.99
+THRESHOLDS = (0.5, 0.95, 0.99)
+CONFIRM_EVALS = 2
+"""A milestone must hold at the next CONFIRM_EVALS evaluations too (or to the end), so a one-eval spike is ignored."""
+GROKKED_RATIO = 2.0
+"""Validation 99% at least this many times later than train 99% counts as delayed generalization."""
+DEFAULT_PATIENCE = 5
+"""Evaluations without a new best validation loss before early stopping fires (PyTorch Lightning uses 3)."""
+
+VERDICTS = {
+    "grokked": "delayed generalization: validation accuracy reached 99% at least "
+    f"{GROKKED_RATIO:g}x later than train accuracy",
+    "comprehension": f"generalized with no real delay (less than {GROKKED_RATIO:g}x after memorizing)",
+    "memorization only": "train accuracy reached 99%, validation accuracy never did, and the budget is spent",
+    "not yet fit": "train accuracy never reached 99% within the budget",
+    "still training": "stopped before its budget without generalizing (running or interrupted)",
+}
 
 
-def first_step_at(history: list[dict[str, Any]], key: str, threshold: float) -> int | None:
-    """The first evaluation step at which `key` reached `threshold`, or None."""
-    return next((r["step"] for r in history if r.get(key, float("-inf")) >= threshold), None)
+def first_step_at(
+    history: list[dict[str, Any]], key: str, threshold: float, confirm: int = CONFIRM_EVALS
+) -> int | None:
+    """The first evaluation step from which `key` stays >= threshold for `confirm` more evaluations."""
+    values = [r.get(key) for r in history]
+    for i, value in enumerate(values):
+        if value is None or value < threshold:
+            continue
+        following = values[i + 1 : i + 1 + confirm]
+        if all(v is not None and v >= threshold for v in following):
+            return history[i]["step"]
+    return None
 
 
 def milestones(history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -26,4 +51,90 @@ def milestones(history: list[dict[str, Any]]) -> dict[str, Any]:
         "delay_ratio": round(generalized / memorized, 3) if both and memorized > 0 else None,
         "best_val_acc": best["val_acc"] if best else None,
         "best_val_step": best["step"] if best else None,
+    }
+
+
+def threshold_steps(history: list[dict[str, Any]]) -> dict[str, dict[str, int | None]]:
+    """First steps at which train and validation accuracy reached 50/95/99%."""
+    return {
+        split: {f"{round(100 * t)}": first_step_at(history, f"{split}_acc", t) for t in THRESHOLDS}
+        for split in ("train", "val")
+    }
+
+
+def verdict(history: list[dict[str, Any]], budget: int) -> str:
+    """One of VERDICTS, by the rule each entry states (after Liu et al. 2022's four regimes)."""
+    found = milestones(history)
+    memorized, generalized = found["memorized_step"], found["generalized_step"]
+    if generalized is not None:
+        if memorized is not None and generalized >= GROKKED_RATIO * max(memorized, 1):
+            return "grokked"
+        return "comprehension"
+    finished = bool(history) and history[-1]["step"] >= budget
+    if not finished:
+        return "still training"
+    return "memorization only" if memorized is not None else "not yet fit"
+
+
+def early_stopping(history: list[dict[str, Any]], patience: int = DEFAULT_PATIENCE) -> dict[str, Any]:
+    """Where early stopping on validation loss would have stopped, and what it would have shipped.
+
+    The rule: stop after `patience` evaluations in a row without a new lowest validation loss,
+    and ship the weights of the best evaluation (restore-best, as most frameworks do).
+    """
+    best_loss, best_record, waited = float("inf"), None, 0
+    for record in history:
+        if record["val_loss"] < best_loss:
+            best_loss, best_record, waited = record["val_loss"], record, 0
+            continue
+        waited += 1
+        if waited >= patience:
+            return {
+                "patience": patience,
+                "stop_step": record["step"],
+                "best_step": best_record["step"],
+                "shipped_val_acc": best_record["val_acc"],
+            }
+    return {"patience": patience, "stop_step": None, "best_step": None, "shipped_val_acc": None}
+
+
+def norm_trajectory(history: list[dict[str, Any]]) -> dict[str, dict[str, float] | None]:
+    """Parameter norm at the first evaluation, at memorization, at its peak, at generalization, last."""
+    if not history:
+        return {}
+    by_step = {r["step"]: r for r in history}
+    found = milestones(history)
+    peak = max(history, key=lambda r: r["param_norm"])
+
+    def at(step: int | None) -> dict[str, float] | None:
+        return None if step is None else {"step": step, "param_norm": by_step[step]["param_norm"]}
+
+    return {
+        "initial": at(history[0]["step"]),
+        "memorized": at(found["memorized_step"]),
+        "peak": at(peak["step"]),
+        "generalized": at(found["generalized_step"]),
+        "final": at(history[-1]["step"]),
+    }
+
+
+def run_report(history: list[dict[str, Any]], budget: int, patience: int = DEFAULT_PATIENCE) -> dict[str, Any]:
+    """Everything `grokkit report` says about one run, as plain data (stable key names)."""
+    found = milestones(history)
+    stop = early_stopping(history, patience)
+    last = history[-1] if history else {}
+    return {
+        "steps": last.get("step", 0),
+        "budget": budget,
+        **found,
+        "verdict": verdict(history, budget),
+        "early_stop_step": stop["stop_step"],
+        "early_stop_best_step": stop["best_step"],
+        "early_stop_val_acc": stop["shipped_val_acc"],
+        "early_stop_patience": patience,
+        "thresholds": threshold_steps(history),
+        "param_norm": norm_trajectory(history),
+        "final_train_acc": last.get("train_acc"),
+        "final_val_acc": last.get("val_acc"),
+        "final_param_norm": last.get("param_norm"),
     }

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from grokkit import __version__
 from grokkit.config import PRESETS, Activation, Embed, ModelKind, OptimizerName, resolve
@@ -49,7 +50,7 @@ def _user_errors(command):
         try:
             return command(*args, **kwargs)
         except GrokkitError as err:
-            _stderr().print(f"[bold red]error:[/] {err}", soft_wrap=True)
+            _stderr().print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)
             raise typer.Exit(err.exit_code) from None
 
     return wrapper
@@ -317,6 +318,85 @@ def resume(
     )
 
 
+@app.command()
+@_user_errors
+def report(
+    run_dirs: Annotated[
+        list[Path] | None, typer.Argument(help="Run directories. [default: runs/latest]", show_default=False)
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object per run (one per line).")] = False,
+    patience: Annotated[int, typer.Option(help="Early-stopping patience, in evaluations, for the counterfactual.")] = 5,
+    png: Annotated[
+        Path | None, typer.Option(help="Also write a figure (needs the plot extra: pip install 'grokkit[plot]').")
+    ] = None,
+    plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Draw the terminal plots.")] = True,
+) -> None:
+    """Summarize runs: milestones, grokking delay, verdict, and what early stopping would have done.
+
+    One run: setup, first steps at 50/95/99% train and validation accuracy, the grokking
+    delay and ratio, a verdict (grokked, comprehension, memorization only, not yet fit,
+    still training), the early-stopping counterfactual (stop after --patience evaluations
+    without a new best validation loss, ship the best weights), the parameter-norm
+    trajectory, and accuracy/loss curves on a log step axis. Several runs: one comparison
+    table and overlaid validation curves. Works on runs still training or interrupted.
+    """
+    import json
+
+    from grokkit.render import comparison_view, report_view
+    from grokkit.reporting import load_run, write_figure
+
+    runs = [load_run(path, patience) for path in (run_dirs or [Path("runs/latest")])]
+    console, errors = _stdout(), _stderr()
+    for run in runs:
+        if run.bad_lines:
+            errors.print(
+                f"[yellow]warning:[/] {escape(str(run.path))}/metrics.jsonl: skipped unreadable line(s) "
+                f"{escape(str(run.bad_lines))}"
+            )
+        if not run.history:
+            errors.print(f"[yellow]warning:[/] {escape(str(run.path))}: no evaluations recorded yet")
+    if png is not None:
+        if len(runs) != 1:
+            raise UsageError("--png draws one run; pass a single run directory", option="--png")
+        write_figure(runs[0], png)
+    if json_out:
+        for run in runs:
+            console.out(json.dumps(run.as_json()), highlight=False)
+        return
+    width = min(console.width, 100)
+    if len(runs) == 1:
+        run = runs[0]
+        view = report_view(run.name, run.config, run.report, run.history, width, plot=plot)
+    else:
+        view = comparison_view([(r.name, r.config, r.report, r.history) for r in runs], width, plot=plot)
+    console.print(view)
+    if png is not None:
+        console.print(f"figure written to {escape(str(png))}")
+
+
+@app.command()
+@_user_errors
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory.")] = Path("runs/latest"),
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Write the metrics as CSV to this file.")] = None,
+    tensorboard: Annotated[
+        Path | None,
+        typer.Option(help="Write TensorBoard event files to this folder (needs: pip install 'grokkit[tensorboard]')."),
+    ] = None,
+) -> None:
+    """Export a run's metrics to CSV or TensorBoard event files."""
+    from grokkit.reporting import export_csv, export_tensorboard, load_run
+
+    if csv_out is None and tensorboard is None:
+        raise UsageError("nothing to do: pass --csv FILE and/or --tensorboard DIR")
+    run = load_run(run_dir)
+    console = _stdout()
+    if csv_out is not None:
+        console.print(f"wrote {export_csv(run, csv_out)} rows to {escape(str(csv_out))}")
+    if tensorboard is not None:
+        console.print(f"wrote {export_tensorboard(run, tensorboard)} scalars to {escape(str(tensorboard))}")
+
+
 def _run_with_progress(console: Console, steps: int, launch, resuming: bool = False) -> None:
     """Run `launch` with a live panel on a terminal, or one plain line per evaluation otherwise."""
     from rich.live import Live
@@ -333,7 +413,7 @@ def _run_with_progress(console: Console, steps: int, launch, resuming: bool = Fa
     )
 
     def notify(message: str) -> None:
-        console.print(f"[dim]{message}[/]")
+        console.print(f"[dim]{escape(message)}[/]")
 
     def on_history(history: list[dict[str, Any]]) -> None:
         found = milestones(history)

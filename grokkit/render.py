@@ -140,3 +140,189 @@ def run_outcome(run_dir: str, reason: str, summary: dict[str, Any], elapsed_s: f
     if reason == "interrupted":
         text.append(f"\nResume with: grokkit resume {run_dir}", style="bold")
     return text
+
+
+def _step(step: int | None) -> str:
+    return "never" if step is None else f"{step:,}"
+
+
+def _curve_plot(
+    series: list[tuple[str, list[float], list[float]]], title: str, marks: list[int], width: int, log_y: bool = False
+) -> Text:
+    """A log-step line plot through uniplot, with vertical lines at `marks`."""
+    from uniplot import plot_to_string
+
+    series = [(label, xs, ys) for label, xs, ys in series if xs]
+    if not series:
+        return Text("(no evaluations yet)", style="dim")
+    plot = plot_to_string(
+        [ys for _, _, ys in series],
+        [[max(x, 1) for x in xs] for _, xs, _ in series],
+        x_as_log=True,
+        y_as_log=log_y,
+        lines=True,
+        title=title,
+        legend_labels=[label for label, _, _ in series],
+        x_gridlines=[m for m in marks if m] or [],
+        y_gridlines=[],
+        width=max(20, width - 12),
+        height=9,
+        color=True,
+    )
+    return Text.from_ansi(plot if isinstance(plot, str) else "\n".join(plot))
+
+
+def report_view(
+    run_name: str,
+    config: Config,
+    report: dict[str, Any],
+    history: list[dict[str, Any]],
+    width: int = 80,
+    plot: bool = True,
+) -> Group:
+    """The one-screen summary of one run: setup, milestones, verdict, early-stopping lesson, norms, curves."""
+    from grokkit.analysis import VERDICTS
+
+    parts: list[Any] = [Text(run_name, style="bold"), describe_config(config)]
+    parts.append(Text("first evaluation step at which accuracy held ≥", style="bold"))
+    milestones_table = Table(box=None)
+    milestones_table.add_column("", style="bold")
+    for t in ("50", "95", "99"):
+        milestones_table.add_column(f"{t}%", justify="right")
+    for split in ("train", "val"):
+        milestones_table.add_row(split, *(_step(report["thresholds"][split][t]) for t in ("50", "95", "99")))
+    parts.append(milestones_table)
+
+    verdict = report["verdict"]
+    style = {"grokked": "bold green", "comprehension": "bold cyan", "still training": "bold blue"}.get(
+        verdict, "bold red"
+    )
+    line = Text.assemble(("verdict: ", "bold"), (verdict, style), f" ({VERDICTS[verdict]})")
+    parts.append(line)
+    if report["generalized_step"] is not None and report["memorized_step"] is not None:
+        parts.append(
+            Text(
+                f"grokking delay: {report['grokking_delay']:,} steps "
+                f"(validation 99% at {report['generalized_step']:,}, train 99% at {report['memorized_step']:,}; "
+                f"ratio {report['delay_ratio']:.1f}x)"
+            )
+        )
+    elif report["generalized_step"] is None and report["best_val_acc"] is not None:
+        parts.append(
+            Text(
+                f"never generalized: best validation accuracy {_pct(report['best_val_acc']).strip()} "
+                f"at step {report['best_val_step']:,} of {report['steps']:,}",
+                style="yellow",
+            )
+        )
+    parts.append(early_stopping_callout(report))
+
+    parts.append(Text("parameter L2 norm @ step", style="bold"))
+    norms = Table(box=None)
+    trajectory = report["param_norm"]
+    for name in ("initial", "memorized", "peak", "generalized", "final"):
+        norms.add_column(name, justify="right")
+    norms.add_row(
+        *(
+            "—" if trajectory.get(n) is None else f"{trajectory[n]['param_norm']:.1f} @ {trajectory[n]['step']:,}"
+            for n in ("initial", "memorized", "peak", "generalized", "final")
+        )
+    )
+    parts.append(norms)
+    if not plot:
+        return Group(*parts)
+    steps = [r["step"] for r in history]
+    marks = [report["memorized_step"], report["generalized_step"], report["early_stop_step"]]
+    parts.append(
+        _curve_plot(
+            [
+                ("train acc", steps, [r["train_acc"] for r in history]),
+                ("val acc", steps, [r["val_acc"] for r in history]),
+            ],
+            "accuracy vs step (log); vertical lines: memorized, generalized, early stop",
+            marks,
+            width,
+        )
+    )
+    parts.append(
+        _curve_plot(
+            [
+                ("train loss", steps, [r["train_loss"] for r in history]),
+                ("val loss", steps, [r["val_loss"] for r in history]),
+            ],
+            "loss (log) vs step (log)",
+            marks,
+            width,
+            log_y=True,
+        )
+    )
+    return Group(*parts)
+
+
+def early_stopping_callout(report: dict[str, Any]) -> Panel:
+    """The headline lesson: what early stopping on validation loss would have shipped."""
+    patience = report["early_stop_patience"]
+    if report["early_stop_step"] is None:
+        body = Text(f"Early stopping on validation loss (patience {patience} evaluations) would not have fired.")
+        return Panel(body, title="early-stopping counterfactual", border_style="dim")
+    body = Text()
+    body.append(f"Early stopping on validation loss (patience {patience} evaluations) would have stopped at step ")
+    body.append(f"{report['early_stop_step']:,}", style="bold")
+    body.append(" and shipped the weights of step ")
+    body.append(f"{report['early_stop_best_step']:,}", style="bold")
+    body.append(" with validation accuracy ")
+    body.append(_pct(report["early_stop_val_acc"]).strip(), style="bold red")
+    if report["generalized_step"] is not None and report["generalized_step"] > report["early_stop_step"]:
+        body.append(". The model generalized (99%) at step ")
+        body.append(f"{report['generalized_step']:,}", style="bold green")
+        body.append(f", {report['generalized_step'] / max(report['early_stop_step'], 1):.1f}x later.")
+        border = "red"
+    else:
+        body.append(".")
+        border = "yellow"
+    return Panel(body, title="early-stopping counterfactual", border_style=border)
+
+
+def comparison_view(
+    rows: list[tuple[str, Config, dict[str, Any], list[dict[str, Any]]]], width: int = 80, plot: bool = True
+) -> Group:
+    """One row per run (the config values that differ, milestones, delay ratio, verdict) and overlaid val curves."""
+    dicts = [_flatten(config.to_dict()) for _, config, _, _ in rows]
+    differing = [k for k in dicts[0] if len({repr(d.get(k)) for d in dicts}) > 1 and k != "preset"]
+    table = Table(title="runs compared", title_justify="left")
+    table.add_column("run", style="bold")
+    for key in differing:
+        table.add_column(key.rsplit(".", 1)[-1])
+    for column in ("train 99%", "val 99%", "ratio", "early stop → val acc"):
+        table.add_column(column, justify="right")
+    table.add_column("verdict", no_wrap=True)
+    for (name, _, report, _), flat in zip(rows, dicts, strict=True):
+        stop = (
+            "—"
+            if report["early_stop_step"] is None
+            else f"{report['early_stop_step']:,} → {_pct(report['early_stop_val_acc']).strip()}"
+        )
+        ratio = "—" if report["delay_ratio"] is None else f"{report['delay_ratio']:.1f}x"
+        table.add_row(
+            name,
+            *(str(flat.get(k)) for k in differing),
+            _step(report["memorized_step"]),
+            _step(report["generalized_step"]),
+            ratio,
+            stop,
+            report["verdict"],
+        )
+    if not plot:
+        return Group(table)
+    series = [(name, [r["step"] for r in h], [r["val_acc"] for r in h]) for name, _, _, h in rows]
+    return Group(table, _curve_plot(series, "validation accuracy vs step (log)", [], width))
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
