@@ -9,16 +9,26 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from grokkit.atomic import atomic_write_bytes, atomic_write_json
+from grokkit.atomic import atomic_write, atomic_write_json
 
 _NAME = re.compile(r"^step_(\d{9})\.npz$")
+PAUSE_ENV = "GROKKIT_TEST_CHECKPOINT_PAUSE"
+"""Fault-injection hook: seconds to pause inside each checkpoint write, so a test's kill -9 lands there."""
+
+
+def _pause_for_fault_injection() -> None:
+    pause = float(os.environ.get(PAUSE_ENV) or 0)
+    if pause > 0:
+        time.sleep(pause)
 
 
 class CheckpointError(Exception):
@@ -45,7 +55,15 @@ def save_checkpoint(folder: Path, step: int, arrays: dict[str, np.ndarray], meta
     np.savez(buffer, **arrays)
     payload = buffer.getvalue()
     path = checkpoint_path(folder, step)
-    atomic_write_bytes(path, payload)
+
+    def write_payload(f) -> None:
+        half = len(payload) // 2
+        f.write(payload[:half])
+        _pause_for_fault_injection()  # a kill here leaves only a temp file, never a checkpoint
+        f.write(payload[half:])
+
+    atomic_write(path, write_payload)
+    _pause_for_fault_injection()  # a kill here leaves an .npz without its sidecar: not valid
     atomic_write_json(path.with_suffix(".json"), {**meta, "step": step, "sha256": hashlib.sha256(payload).hexdigest()})
     return path
 
@@ -76,6 +94,15 @@ def load_checkpoint(info: CheckpointInfo) -> tuple[dict[str, np.ndarray], dict[s
     except (OSError, ValueError, KeyError) as err:
         raise CheckpointError(f"{info.path.name}: not a valid .npz ({err})") from None
     return arrays, meta
+
+
+def remove_temp_files(folder: Path) -> list[Path]:
+    """Delete temp files that an interrupted atomic write left behind; returns what was removed."""
+    removed = []
+    for path in Path(folder).glob(".*.tmp"):
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
 
 
 def prune_checkpoints(folder: Path, keep: int, protect: set[int] = frozenset()) -> None:

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from grokkit import __version__
-from grokkit.config import PRESETS, Activation, Embed, ModelKind, OptimizerName, resolve
+from grokkit.config import PRESETS, Activation, Embed, ModelKind, OptimizerName, load_config_file, resolve
 from grokkit.errors import GrokkitError, UsageError
 
 app = typer.Typer(
@@ -94,7 +94,7 @@ def data(
     task: Annotated[str, typer.Option(help="Task name (see `grokkit tasks`).")] = "mod-add",
     p: Annotated[int, typer.Option(help="Modulus (modular tasks and rand).")] = 97,
     train_frac: Annotated[float, typer.Option(help="Fraction of examples in the train split, in (0, 1).")] = 0.35,
-    seed: Annotated[int, typer.Option(help="Seed of the split (and of rand / sparse-parity tables).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the split (and of rand / sparse-parity tables).", min=0)] = 0,
     n_bits: Annotated[int, typer.Option(help="sparse-parity: bits per input.")] = 12,
     k_bits: Annotated[int, typer.Option(help="sparse-parity: relevant bits.")] = 3,
     n_samples: Annotated[int, typer.Option(help="sparse-parity: distinct inputs drawn.")] = 2000,
@@ -146,6 +146,14 @@ def _write_dataset(out: Path, dataset, split, fmt: DataFormat) -> None:
 @app.command()
 @_user_errors
 def train(
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="TOML file of settings ([data], [model], [optim], [train] tables, seed, preset); flags override it.",
+            rich_help_panel=RUN,
+        ),
+    ] = None,
     preset: Annotated[
         str | None,
         typer.Option(
@@ -278,7 +286,8 @@ def train(
         "train.keep_checkpoints": keep_checkpoints, "train.early_exit": early_exit,
         "train.early_exit_window": early_exit_window,
     }  # fmt: skip
-    given = {key: value for key, value in overrides.items() if value is not None}
+    given = load_config_file(config_file) if config_file else {}
+    given.update({key: value for key, value in overrides.items() if value is not None})
     if batch_size == 0:
         given["optim.batch_size"] = None
     config = resolve(preset, given)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import tomllib
+import typing
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
+from pathlib import Path
 from typing import Any
 
 from grokkit.data import get_task, input_space_size, validate_task_params
@@ -132,6 +136,69 @@ def _check_keys(values: dict, cls: type, prefix: str, skip: set[str] = frozenset
             raise UsageError(f"unknown config key '{prefix}{key}'{hint}")
 
 
+def _expected(hint: Any) -> tuple[type, ...]:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return tuple(args) if args else (hint,)
+
+
+def _typed(key: str, value: Any, hint: Any) -> Any:
+    """Check a config-file value against its field's type; numbers must be finite."""
+    optional = type(None) in typing.get_args(hint)
+    if value is None and optional:
+        return None
+    for kind in _expected(hint):
+        if isinstance(kind, type) and issubclass(kind, Enum):
+            if isinstance(value, str) and value in kind.__members__:
+                return kind(value)
+            choices = ", ".join(kind.__members__)
+            raise UsageError(f"{key} must be one of {choices}, got {value!r}", option="--config")
+        if kind is bool and isinstance(value, bool):
+            return value
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise UsageError(f"{key} must be a finite number, got {value}", option="--config")
+            return float(value)
+        if kind is str and isinstance(value, str):
+            return value
+    names = " or ".join(getattr(k, "__name__", str(k)) for k in _expected(hint))
+    raise UsageError(f"{key} must be {names}, got {value!r}", option="--config")
+
+
+def overrides_from_mapping(raw: dict[str, Any]) -> dict[str, Any]:
+    """Flatten a nested config mapping (as in a TOML file) into checked {"section.field": value} overrides."""
+    overrides: dict[str, Any] = {}
+    top_hints = typing.get_type_hints(Config)
+    for key, value in raw.items():
+        if key in _SECTIONS:
+            if not isinstance(value, dict):
+                raise UsageError(f"[{key}] must be a table of settings", option="--config")
+            hints = typing.get_type_hints(_SECTIONS[key])
+            _check_keys(value, _SECTIONS[key], prefix=f"{key}.")
+            for name, item in value.items():
+                overrides[f"{key}.{name}"] = _typed(f"{key}.{name}", item, hints[name])
+        else:
+            _check_keys({key: value}, Config, prefix="", skip=set(_SECTIONS))
+            overrides[key] = _typed(key, value, top_hints[key])
+    return overrides
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config file into checked overrides (see `overrides_from_mapping`)."""
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except OSError as err:
+        raise UsageError(f"cannot read {path}: {err.strerror}", option="--config") from None
+    except tomllib.TOMLDecodeError as err:
+        raise UsageError(f"{path} is not valid TOML: {err}", option="--config") from None
+    try:
+        return overrides_from_mapping(raw)
+    except UsageError as err:
+        raise UsageError(f"{path}: {str(err).removeprefix('--config: ')}", option="--config") from None
+
+
 def with_overrides(config: Config, overrides: dict[str, Any]) -> Config:
     """Apply {"section.field": value} (or {"seed": value}) overrides."""
     sections: dict[str, dict[str, Any]] = {}
@@ -231,11 +298,17 @@ def get_preset(name: str) -> Preset:
 
 
 def resolve(preset: str | None = None, overrides: dict[str, Any] | None = None) -> Config:
-    """Defaults, then the preset's values, then explicit overrides; validated."""
+    """Defaults, then the preset's values, then explicit overrides; validated.
+
+    A "preset" key among the overrides (from a config file) is used when `preset` is None.
+    """
+    overrides = dict(overrides or {})
+    preset = preset if preset is not None else overrides.pop("preset", None)
+    overrides.pop("preset", None)
     config = Config()
     if preset is not None:
         config = with_overrides(config, {**get_preset(preset).overrides, "preset": preset})
-    config = with_overrides(config, overrides or {})
+    config = with_overrides(config, overrides)
     validate(config)
     return config
 
@@ -248,6 +321,9 @@ def _require(condition: bool, option: str, message: str) -> None:
 def validate(config: Config) -> None:
     """Raise a UsageError naming the option and the accepted range for any invalid value."""
     d, m, o, t = config.data, config.model, config.optim, config.train
+    for option, value in [("--train-frac", d.train_frac), ("--lr", o.lr), ("--wd", o.wd), ("--beta1", o.beta1),
+                          ("--beta2", o.beta2), ("--momentum", o.momentum)]:  # fmt: skip
+        _require(math.isfinite(value), option, f"must be a finite number, got {value}")
     get_task(d.task)
     validate_task_params(d.task, d.p, d.n_bits, d.k_bits, d.n_samples)
     _require(0.0 < d.train_frac < 1.0, "--train-frac", f"must be strictly between 0 and 1, got {d.train_frac}")

@@ -19,6 +19,12 @@ class UsageError(GrokkitError):
         self.option = option
 
 
+class StorageError(GrokkitError):
+    """A file of the run could not be written (full disk, read-only folder, file-size limit)."""
+
+    exit_code = 1
+
+
 class TrainingDiverged(GrokkitError):
     """The loss or the parameters became NaN/Inf; the last good checkpoint is kept."""
 

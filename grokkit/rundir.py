@@ -9,6 +9,8 @@ import fcntl
 import io
 import json
 import os
+import shutil
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from grokkit.atomic import append_line_durably, atomic_symlink, atomic_write_bytes, atomic_write_json
+from grokkit.atomic import append_line_durably, atomic_symlink, atomic_write_bytes, atomic_write_json, umask
 from grokkit.config import Config
 from grokkit.data import Split
 from grokkit.errors import UsageError
@@ -66,15 +68,23 @@ class RunDir:
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise UsageError(f"{path} exists and is not an empty folder; choose another --run-dir", option="--run-dir")
         try:
-            (path / "checkpoints").mkdir(parents=True, exist_ok=True)
-            run = cls(path)
-            atomic_write_json(path / "env.json", env)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # built in a hidden sibling and renamed into place: a crash leaves no half-made run
+            staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.creating-", dir=path.parent))
+            (staging / "checkpoints").mkdir()
+            atomic_write_json(staging / "env.json", env)
             buffer = io.BytesIO()
             np.savez(buffer, train_idx=split.train_idx, val_idx=split.val_idx)
-            atomic_write_bytes(path / "split.npz", buffer.getvalue())
-            run.metrics_path.touch()
-            # config.json last: its presence is what marks a complete run directory
-            atomic_write_json(path / "config.json", config.to_dict())
+            atomic_write_bytes(staging / "split.npz", buffer.getvalue())
+            (staging / "metrics.jsonl").touch()
+            atomic_write_json(staging / "config.json", config.to_dict())
+            os.chmod(staging, 0o777 & ~umask())
+            try:
+                os.rename(staging, path)
+            except OSError:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            run = cls(path)
             latest = path.parent / LATEST
             if latest.is_symlink() or not latest.exists():
                 atomic_symlink(path.name, latest)

@@ -15,9 +15,16 @@ from typing import Any
 
 from grokkit import __version__
 from grokkit.analysis import milestones
-from grokkit.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, prune_checkpoints, save_checkpoint
+from grokkit.checkpoint import (
+    CheckpointError,
+    list_checkpoints,
+    load_checkpoint,
+    prune_checkpoints,
+    remove_temp_files,
+    save_checkpoint,
+)
 from grokkit.config import Config
-from grokkit.errors import TrainingDiverged, UsageError
+from grokkit.errors import StorageError, TrainingDiverged, UsageError
 from grokkit.jax_setup import configure_jax
 from grokkit.rundir import RunDir, default_run_dir
 
@@ -101,9 +108,15 @@ class _DiskSink:
         self.run, self.config, self.history, self.callback = run, config, list(history), on_eval
 
     def on_eval(self, record: dict[str, Any]) -> None:
-        self.run.append_metrics(record)
-        self.history.append(record)
-        self.run.write_summary(build_summary(self.config, self.history, "running"))
+        try:
+            self.run.append_metrics(record)
+            self.history.append(record)
+            self.run.write_summary(build_summary(self.config, self.history, "running"))
+        except OSError as err:
+            raise StorageError(
+                f"cannot write metrics in {self.run.path}: {err.strerror}; checkpoints are intact. "
+                f"Free space or fix permissions, then run: grokkit resume {self.run.path}"
+            ) from None
         if self.callback:
             self.callback(record)
 
@@ -114,9 +127,10 @@ class _DiskSink:
         try:
             save_checkpoint(self.run.checkpoints, step, state_to_arrays(state), {"elapsed_s": round(elapsed_s, 3)})
         except OSError as err:
-            raise UsageError(
-                f"cannot write checkpoint for step {step} in {self.run.checkpoints}: {err.strerror}; "
-                "earlier checkpoints are intact"
+            raise StorageError(
+                f"cannot write the checkpoint for step {step} in {self.run.checkpoints}: {err.strerror}; "
+                "earlier checkpoints are intact. Free space or fix permissions, then run: "
+                f"grokkit resume {self.run.path}"
             ) from None
         prune_checkpoints(self.run.checkpoints, self.config.train.keep_checkpoints)
 
@@ -207,6 +221,8 @@ def resume_run(
     from grokkit.train import abstract_state, init_state, make_experiment, state_from_arrays
 
     with run.lock():
+        for leftover in remove_temp_files(run.checkpoints) + remove_temp_files(run.path):
+            notify(f"removed {leftover.name}, left by an interrupted write")
         exp = make_experiment(config, split=run.split())
         state, elapsed = None, 0.0
         template = abstract_state(exp)
@@ -231,5 +247,5 @@ def resume_run(
         run.rewrite_metrics(history)
         run.save_config(config)
         on_history(history)
-        notify(f"resuming {run.path} from step {step} of {config.train.steps}")
+        notify(f"resuming {run.path} from step {step:,} of {config.train.steps:,}")
         return _fit_and_record(run, config, exp, state, history, on_eval, stop or StopRequest(), elapsed)

@@ -136,3 +136,91 @@ def test_diverged_run_exits_nonzero_with_one_line(tmp_path):
     result = invoke("train", *TINY_FLAGS, "--lr", "1e30", "--run-dir", tmp_path / "r")
     assert result.exit_code == 3
     assert "NaN/Inf" in result.stderr and "Traceback" not in result.output
+
+
+BAD_TOML = {
+    "unknown-key": ("[optim]\nlrr = 0.1\n", ["optim.lrr", "did you mean 'optim.lr'"]),
+    "wrong-type": ('[train]\nsteps = "many"\n', ["train.steps must be int"]),
+    "bad-enum": ('[model]\nkind = "cnn"\n', ["model.kind must be one of transformer, mlp"]),
+    "not-toml": ("steps = = 3\n", ["not valid TOML"]),
+    "nan": ("[optim]\nlr = nan\n", ["finite"]),
+    "bad-value": ("[train]\nsteps = -5\n", ["--steps", ">= 1"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_TOML))
+def test_train_config_file_bad_input(tmp_path, case):
+    text, fragments = BAD_TOML[case]
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    assert_usage_error(invoke("train", "--config", path, "--run-dir", tmp_path / "r"), *fragments)
+
+
+def test_train_config_file_with_flags_overriding(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('preset = "nanda2023"\nseed = 4\n[optim]\nlr = 0.02\n[train]\nsteps = 99\n')
+    from grokkit.config import load_config_file, resolve
+
+    config = resolve(None, {**load_config_file(path), "optim.lr": 0.5})
+    assert (config.preset, config.seed, config.optim.lr, config.train.steps, config.data.p) == (
+        "nanda2023", 4, 0.5, 99, 113)  # fmt: skip
+    assert_usage_error(invoke("train", "--config", tmp_path / "missing.toml"), "--config", "cannot read")
+
+
+BAD_EVERYWHERE = [
+    (["tasks", "--p", "1"], ["--p"]),
+    (["tasks", "--p", "abc"], ["--p"]),
+    (["data", "--out", "{tmp}/x.npz", "--seed", "-1"], ["seed"]),
+    (["data", "--out", "{tmp}/x.npz", "--train-frac", "nan"], ["--train-frac"]),
+    (["data", "--out", "{tmp}/x.npz", "--p", "abc"], ["--p"]),
+    (["data", "--out", "{tmp}/x.npz", "--format", "xlsx"], ["--format"]),
+    (["train", "--steps", "-5"], ["--steps"]),
+    (["train", "--lr", "nan"], ["--lr", "finite"]),
+    (["train", "--lr", "inf"], ["--lr", "finite"]),
+    (["train", "--wd", "-1"], ["--wd"]),
+    (["train", "--train-frac", "nan"], ["--train-frac"]),
+    (["train", "--p", "10000000"], ["--p", "over the limit"]),
+    (["train", "--d-model", "0"], ["--d-model"]),
+    (["train", "--layers", "0"], ["--layers"]),
+    (["train", "--warmup", "-1"], ["--warmup"]),
+    (["train", "--beta1", "1.5"], ["--beta1"]),
+    (["train", "--model", "cnn"], ["--model"]),
+    (["train", "--optimizer", "lion"], ["--optimizer"]),
+    (["train", "--steps", "ten"], ["--steps"]),
+    (["train", "--checkpoint-every", "15", "--eval-every", "10"], ["--checkpoint-every"]),
+    (["train", "--keep-checkpoints", "0"], ["--keep-checkpoints"]),
+    (["train", "--run-dir", "{tmp}/file.txt"], ["--run-dir"]),
+    (["resume", "{tmp}/nowhere"], ["does not exist"]),
+    (["resume", "{tmp}/run", "--steps", "0"], ["--steps"]),
+    (["resume", "{tmp}/run", "--steps", "many"], ["--steps"]),
+    (["report", "{tmp}/nowhere"], ["does not exist"]),
+    (["report", "{tmp}/run", "--patience", "0"], ["--patience"]),
+    (["report", "{tmp}/run", "{tmp}/run", "--png", "{tmp}/f.png"], ["--png", "single run"]),
+    (["export", "{tmp}/run"], ["nothing to do"]),
+    (["export", "{tmp}/run", "--csv", "{tmp}"], ["--csv", "folder"]),
+    (["export", "{tmp}/nowhere", "--csv", "{tmp}/m.csv"], ["does not exist"]),
+]
+
+
+@pytest.fixture(scope="module")
+def bad_input_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad")
+    (root / "file.txt").write_text("not a run")
+    (root / "run").mkdir()
+    from grokkit.config import resolve
+    from grokkit.rundir import RunDir
+
+    config = resolve(None, {"data.p": 11, "train.steps": 10})
+    from grokkit.data import split_dataset
+
+    RunDir.create(root / "run", config, {}, split_dataset(121, 0.35, 0))
+    return root
+
+
+@pytest.mark.parametrize(("args", "fragments"), BAD_EVERYWHERE, ids=[" ".join(a[:3]) for a, _ in BAD_EVERYWHERE])
+def test_every_command_rejects_bad_input_cleanly(bad_input_dir, args, fragments):
+    result = invoke(*[a.replace("{tmp}", str(bad_input_dir)) for a in args])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr

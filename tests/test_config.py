@@ -1,8 +1,19 @@
 import dataclasses
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from grokkit.config import PRESETS, Config, ModelKind, OptimizerName, resolve, with_overrides
+from grokkit.config import (
+    _SECTIONS,
+    PRESETS,
+    Config,
+    ModelKind,
+    OptimizerName,
+    overrides_from_mapping,
+    resolve,
+    with_overrides,
+)
 from grokkit.errors import UsageError
 
 
@@ -77,3 +88,25 @@ def test_invalid_values_name_the_option(overrides, option):
 def test_unknown_preset_suggests():
     with pytest.raises(UsageError, match="did you mean nanda2023"):
         resolve("nanda2022")
+
+
+_values = st.one_of(
+    st.none(), st.booleans(), st.integers(-(10**6), 10**6), st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12), st.sampled_from(["mod-add", "mlp", "adamw", "relu", "concat", "nanda2023"]),
+)  # fmt: skip
+_fields = {name: [f.name for f in dataclasses.fields(cls)] + ["bogus"] for name, cls in _SECTIONS.items()}
+_sections = st.fixed_dictionaries(
+    {}, optional={name: st.dictionaries(st.sampled_from(keys), _values, max_size=4) for name, keys in _fields.items()}
+)
+_top = st.dictionaries(st.sampled_from(["seed", "preset", "sed"]), _values, max_size=2)
+
+
+@settings(max_examples=300, deadline=None)
+@given(sections=_sections, top=_top)
+def test_config_parsing_never_fails_with_anything_but_a_usage_error(sections, top):
+    try:
+        config = resolve(None, overrides_from_mapping({**sections, **top}))
+    except UsageError as err:
+        assert str(err)
+        return
+    assert Config.from_dict(config.to_dict()) == config
