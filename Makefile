@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast lint format bench grok clean
+.PHONY: help setup test test-fast lint format bench profile grok clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -32,8 +32,11 @@ format: $(STAMP) ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix grokkit tests benchmarks
 	$(BIN)/ruff format grokkit tests benchmarks
 
-bench: $(STAMP) ## Print training throughput and achieved GFLOP/s vs this machine's matmul peak
-	$(BIN)/python benchmarks/bench.py
+bench: $(STAMP) ## Throughput, GFLOP/s vs matmul peak, start-up, time to grok (add ARGS=--json)
+	$(BIN)/python benchmarks/bench.py $(ARGS)
+
+profile: $(STAMP) ## Where a step's time goes: plain vs fast model, forward, backward, optimizer
+	$(BIN)/python benchmarks/profile_step.py $(ARGS)
 
 grok: $(STAMP) ## The main job: train mod-add p=97 and watch it grok
 	$(BIN)/grokkit train --task mod-add --p 97

@@ -91,6 +91,10 @@ class Block(nnx.Module):
     def last_position(self, x_BD, q_BHK, k_BTHK, v_BTHK) -> jax.Array:
         """The final position only (its query sees every key, so no mask): -> [B, D]."""
         scores_BHT = jnp.einsum("bhk,bthk->bht", q_BHK, k_BTHK) / np.sqrt(q_BHK.shape[-1])
+        return self.last_position_from_scores(x_BD, scores_BHT, v_BTHK)
+
+    def last_position_from_scores(self, x_BD, scores_BHT, v_BTHK) -> jax.Array:
+        """The final position, given its attention scores: -> [B, D]."""
         z_BHK = jnp.einsum("bht,bthk->bhk", jax.nn.softmax(scores_BHT, axis=-1), v_BTHK)
         x_BD = x_BD + jnp.einsum("bhk,hkd->bd", z_BHK, self.w_o_HKD[...])
         return x_BD + self._mlp(x_BD)
@@ -102,8 +106,10 @@ class Transformer(nnx.Module):
     The first block's input at position t depends only on the token there, so its
     residual, queries, keys and values are computed once per (position, token) as
     [T, V, ...] tables and gathered per example: the same mathematics at a fraction of
-    the FLOPs (the embedding is linear in the one-hot token). Later positions' queries
-    and MLPs run only where they can reach the loss.
+    the FLOPs (the embedding is linear in the one-hot token). With one block, the final
+    query depends only on the final token, so every attention score is a function of two
+    tokens and comes from a [T, V, V, H] table when that is smaller than the per-example
+    work. Later positions' queries and MLPs run only where they can reach the loss.
     """
 
     def __init__(self, cfg: ModelConfig, vocab_size: int, seq_len: int, n_classes: int, *, rngs: nnx.Rngs):
@@ -122,8 +128,15 @@ class Transformer(nnx.Module):
         k_BTHK, v_BTHK = k_TVHK[position_T, tokens_BT], v_TVHK[position_T, tokens_BT]
         if len(self.blocks) == 1:
             last_token_B = tokens_BT[:, -1]
-            q_BHK = first.queries(x_TVD[-1])[last_token_B]
-            x_BD = first.last_position(x_TVD[-1][last_token_B], q_BHK, k_BTHK, v_BTHK)
+            q_VHK = first.queries(x_TVD[-1])
+            x_BD = x_TVD[-1][last_token_B]
+            batch, (_, vocab, _, head_dim) = tokens_BT.shape[0], k_TVHK.shape
+            if vocab * vocab <= batch * head_dim:
+                scores_TVVH = jnp.einsum("whk,tvhk->twvh", q_VHK, k_TVHK) / np.sqrt(head_dim)
+                scores_BTH = scores_TVVH[position_T, last_token_B[:, None], tokens_BT]
+                x_BD = first.last_position_from_scores(x_BD, scores_BTH.transpose(0, 2, 1), v_BTHK)
+            else:
+                x_BD = first.last_position(x_BD, q_VHK[last_token_B], k_BTHK, v_BTHK)
         else:
             q_BTHK = first.queries(x_TVD)[position_T, tokens_BT]
             x_BTD = first.all_positions(x_TVD[position_T, tokens_BT], q_BTHK, k_BTHK, v_BTHK)

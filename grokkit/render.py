@@ -147,7 +147,12 @@ def _step(step: int | None) -> str:
 
 
 def _curve_plot(
-    series: list[tuple[str, list[float], list[float]]], title: str, marks: list[int], width: int, log_y: bool = False
+    series: list[tuple[str, list[float], list[float]]],
+    title: str,
+    marks: list[int],
+    width: int,
+    log_y: bool = False,
+    unit_range: bool = False,
 ) -> Text:
     """A log-step line plot through uniplot, with vertical lines at `marks`."""
     from uniplot import plot_to_string
@@ -155,6 +160,7 @@ def _curve_plot(
     series = [(label, xs, ys) for label, xs, ys in series if xs]
     if not series:
         return Text("(no evaluations yet)", style="dim")
+    y_range = {"y_min": 0.0, "y_max": 1.0} if unit_range else {}
     plot = plot_to_string(
         [ys for _, _, ys in series],
         [[max(x, 1) for x in xs] for _, xs, _ in series],
@@ -168,6 +174,7 @@ def _curve_plot(
         width=max(20, width - 12),
         height=9,
         color=True,
+        **y_range,
     )
     return Text.from_ansi(plot if isinstance(plot, str) else "\n".join(plot))
 
@@ -242,6 +249,7 @@ def report_view(
             "accuracy vs step (log); vertical lines: memorized, generalized, early stop",
             marks,
             width,
+            unit_range=True,
         )
     )
     parts.append(
@@ -315,7 +323,7 @@ def comparison_view(
     if not plot:
         return Group(table)
     series = [(name, [r["step"] for r in h], [r["val_acc"] for r in h]) for name, _, _, h in rows]
-    return Group(table, _curve_plot(series, "validation accuracy vs step (log)", [], width))
+    return Group(table, _curve_plot(series, "validation accuracy vs step (log)", [], width, unit_range=True))
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -29,10 +29,10 @@ TINY_FLAGS = [
     "--lr", "1e-2", "--steps", "40", "--eval-every", "10", "--checkpoint-every", "20",
 ]  # fmt: skip
 
-# Groks in ~2k steps (~3 s): memorizes near step 75, generalizes near step 1,800 (measured).
+# Groks in ~2k steps (a few seconds): seeds 0, 1, 2 memorize at step 100 and generalize at 1,850, 925, 1,300 (measured).
 GROKS = {
     "data.task": "mod-add",
-    "data.p": 31,
+    "data.p": 41,
     "data.train_frac": 0.5,
     "model.d_model": 64,
     "model.heads": 2,

@@ -5,7 +5,8 @@ import pytest
 from flax import nnx
 
 from grokkit.config import Activation, Embed, ModelConfig, ModelKind
-from grokkit.models import Transformer, activation_fn, build_model
+from grokkit.models import activation_fn, build_model
+from grokkit.reference import plain_transformer_logits
 
 VOCAB, SEQ, CLASSES, BATCH = 14, 3, 13, 7
 
@@ -46,38 +47,20 @@ def test_quadratic_activation():
     assert activation_fn(Activation.quadratic)(jnp.array([-3.0, 2.0])).tolist() == [9.0, 4.0]
 
 
-def reference_transformer(model: Transformer, tokens_BT):
-    """The plain implementation: every position through every block, causal mask, last logits."""
-    x = model.embed_VD[...][tokens_BT] + model.pos_TD[...]
-    for block in model.blocks:
-        a = x if block.ln_attn is None else block.ln_attn(x)
-        q = jnp.einsum("btd,dhk->bthk", a, block.w_q_DHK[...])
-        k = jnp.einsum("btd,dhk->bthk", a, block.w_k_DHK[...])
-        v = jnp.einsum("btd,dhk->bthk", a, block.w_v_DHK[...])
-        s = jnp.einsum("bqhk,bshk->bhqs", q, k) / np.sqrt(q.shape[-1])
-        seq = x.shape[1]
-        s = jnp.where(jnp.tril(jnp.ones((seq, seq), bool)), s, -jnp.inf)
-        z = jnp.einsum("bhqs,bshk->bqhk", jax.nn.softmax(s, -1), v)
-        x = x + jnp.einsum("bthk,hkd->btd", z, block.w_o_HKD[...])
-        m = x if block.ln_mlp is None else block.ln_mlp(x)
-        h = activation_fn(block.act)(m @ block.w_in_DF[...] + block.b_in_F[...])
-        x = x + h @ block.w_out_FD[...] + block.b_out_D[...]
-    out = x[:, -1]
-    if model.ln_final is not None:
-        out = model.ln_final(out)
-    return out @ model.unembed_DC[...]
-
-
-@pytest.mark.parametrize("layers,layer_norm", [(1, False), (1, True), (2, False), (2, True), (3, False)])
-def test_fast_transformer_equals_plain_implementation(layers, layer_norm):
+@pytest.mark.parametrize(
+    ("layers", "layer_norm", "batch"),
+    [(1, False, 32), (1, True, 32), (1, False, 256), (1, True, 256), (2, False, 32), (2, True, 32), (3, False, 32)],
+)
+def test_fast_transformer_equals_plain_implementation(layers, layer_norm, batch):
+    """Batch 256 takes the attention-score-table path (vocab^2 <= batch * head_dim), 32 the per-example one."""
     cfg = ModelConfig(layers=layers, d_model=16, heads=4, d_mlp=32, layer_norm=layer_norm)
     model = build_model(cfg, VOCAB, SEQ, CLASSES, seed=1)
-    t = tokens(batch=32)
-    np.testing.assert_allclose(model(t), reference_transformer(model, t), rtol=1e-5, atol=1e-5)
+    t = tokens(batch=batch)
+    np.testing.assert_allclose(model(t), plain_transformer_logits(model, t), rtol=1e-5, atol=1e-5)
 
     graphdef, params = nnx.split(model)
     grads_fast = jax.grad(lambda p: nnx.merge(graphdef, p)(t).sum())(params)
-    grads_plain = jax.grad(lambda p: reference_transformer(nnx.merge(graphdef, p), t).sum())(params)
+    grads_plain = jax.grad(lambda p: plain_transformer_logits(nnx.merge(graphdef, p), t).sum())(params)
     for fast, plain in zip(jax.tree.leaves(grads_fast), jax.tree.leaves(grads_plain), strict=True):
         np.testing.assert_allclose(fast, plain, rtol=1e-4, atol=1e-5)
 
