@@ -6,7 +6,7 @@ import csv
 import functools
 import io
 import time
-from enum import StrEnum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from grokkit import __version__
-from grokkit.config import PRESETS, Activation, Embed, ModelKind, OptimizerName, load_config_file, resolve
+from grokkit.config import PRESETS, Activation, Config, Embed, ModelKind, OptimizerName, load_config_file, resolve
 from grokkit.errors import GrokkitError, UsageError
 
 app = typer.Typer(
@@ -32,6 +32,24 @@ DATA = "Data"
 MODEL = "Model"
 OPTIM = "Optimizer"
 RUN = "Run"
+
+
+def _default(key: str) -> str:
+    """'[default: value]' for a config field, read from the one place defaults live (the dataclasses)."""
+    value = Config()
+    for part in key.split("."):
+        value = getattr(value, part)
+    if isinstance(value, bool):
+        shown = "on" if value else "off"
+    elif value is None:
+        shown = "full batch"
+    elif isinstance(value, Enum):
+        shown = value.value
+    elif isinstance(value, float):
+        shown = f"{value:g}"
+    else:
+        shown = str(value)
+    return f"\\[default: {shown}]"
 
 
 def _stdout() -> Console:
@@ -146,11 +164,143 @@ def _write_dataset(out: Path, dataset, split, fmt: DataFormat) -> None:
 @app.command()
 @_user_errors
 def train(
+    task: Annotated[
+        str | None, typer.Option(help=f"Task (see `grokkit tasks`). {_default('data.task')}", rich_help_panel=DATA)
+    ] = None,
+    p: Annotated[int | None, typer.Option(help=f"Modulus. {_default('data.p')}", rich_help_panel=DATA)] = None,
+    train_frac: Annotated[
+        float | None,
+        typer.Option(
+            help=f"Fraction of all pairs used for training. {_default('data.train_frac')}", rich_help_panel=DATA
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help=f"Seed of the model init and the split. {_default('seed')}", rich_help_panel=DATA)
+    ] = None,
+    data_seed: Annotated[
+        int | None, typer.Option(help="Seed of the split only. \\[default: --seed]", rich_help_panel=DATA)
+    ] = None,
+    model: Annotated[
+        ModelKind | None, typer.Option(help=f"Model family. {_default('model.kind')}", rich_help_panel=MODEL)
+    ] = None,
+    layers: Annotated[
+        int | None, typer.Option(help=f"Transformer layers. {_default('model.layers')}", rich_help_panel=MODEL)
+    ] = None,
+    d_model: Annotated[
+        int | None, typer.Option(help=f"Transformer width. {_default('model.d_model')}", rich_help_panel=MODEL)
+    ] = None,
+    heads: Annotated[
+        int | None,
+        typer.Option(help=f"Attention heads; must divide d-model. {_default('model.heads')}", rich_help_panel=MODEL),
+    ] = None,
+    d_mlp: Annotated[
+        int | None, typer.Option(help=f"Transformer MLP width. {_default('model.d_mlp')}", rich_help_panel=MODEL)
+    ] = None,
+    activation: Annotated[
+        Activation | None,
+        typer.Option(
+            help=f"Nonlinearity (quadratic: Gromov 2023). {_default('model.activation')}", rich_help_panel=MODEL
+        ),
+    ] = None,
+    layer_norm: Annotated[
+        bool | None,
+        typer.Option(
+            "--layer-norm/--no-layer-norm",
+            help=f"Pre-LayerNorm in the transformer. {_default('model.layer_norm')}",
+            rich_help_panel=MODEL,
+        ),
+    ] = None,
+    width: Annotated[
+        int | None, typer.Option(help=f"MLP model: hidden width. {_default('model.width')}", rich_help_panel=MODEL)
+    ] = None,
+    depth: Annotated[
+        int | None, typer.Option(help=f"MLP model: hidden layers. {_default('model.depth')}", rich_help_panel=MODEL)
+    ] = None,
+    embed: Annotated[
+        Embed | None,
+        typer.Option(
+            help=f"MLP model: concat (one table per operand) or sum (shared). {_default('model.embed')}",
+            rich_help_panel=MODEL,
+        ),
+    ] = None,
+    bias: Annotated[
+        bool | None,
+        typer.Option("--bias/--no-bias", help=f"MLP model: biases. {_default('model.bias')}", rich_help_panel=MODEL),
+    ] = None,
+    optimizer: Annotated[
+        OptimizerName | None,
+        typer.Option(
+            help=f"adamw (decoupled decay), adam (coupled L2) or sgd. {_default('optim.name')}", rich_help_panel=OPTIM
+        ),
+    ] = None,
+    lr: Annotated[
+        float | None, typer.Option(help=f"Peak learning rate. {_default('optim.lr')}", rich_help_panel=OPTIM)
+    ] = None,
+    wd: Annotated[
+        float | None, typer.Option(help=f"Weight decay. {_default('optim.wd')}", rich_help_panel=OPTIM)
+    ] = None,
+    beta1: Annotated[
+        float | None, typer.Option(help=f"Adam beta1. {_default('optim.beta1')}", rich_help_panel=OPTIM)
+    ] = None,
+    beta2: Annotated[
+        float | None, typer.Option(help=f"Adam beta2. {_default('optim.beta2')}", rich_help_panel=OPTIM)
+    ] = None,
+    momentum: Annotated[
+        float | None, typer.Option(help=f"SGD momentum. {_default('optim.momentum')}", rich_help_panel=OPTIM)
+    ] = None,
+    warmup: Annotated[
+        int | None, typer.Option(help=f"Linear warmup steps. {_default('optim.warmup')}", rich_help_panel=OPTIM)
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(help=f"Minibatch size; 0 = full batch. {_default('optim.batch_size')}", rich_help_panel=OPTIM),
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(help=f"Step budget. {_default('train.steps')}", rich_help_panel=RUN)
+    ] = None,
+    eval_every: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Evaluate the full train and validation sets every N steps. {_default('train.eval_every')}",
+            rich_help_panel=RUN,
+        ),
+    ] = None,
+    checkpoint_every: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Checkpoint every N steps (a multiple of --eval-every). {_default('train.checkpoint_every')}",
+            rich_help_panel=RUN,
+        ),
+    ] = None,
+    keep_checkpoints: Annotated[
+        int | None, typer.Option(help=f"Checkpoints kept. {_default('train.keep_checkpoints')}", rich_help_panel=RUN)
+    ] = None,
+    early_exit: Annotated[
+        bool | None,
+        typer.Option(
+            "--early-exit/--no-early-exit",
+            help="Stop once validation accuracy has stayed >= 99% for --early-exit-window steps "
+            f"(never on rising validation loss). {_default('train.early_exit')}",
+            rich_help_panel=RUN,
+        ),
+    ] = None,
+    early_exit_window: Annotated[
+        int | None,
+        typer.Option(
+            help="Steps validation accuracy must stay >= 99% before an early exit. "
+            + _default("train.early_exit_window"),
+            rich_help_panel=RUN,
+        ),
+    ] = None,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="Run directory. \\[default: runs/<task>-p<p>-<timestamp>]", rich_help_panel=RUN)
+    ] = None,
     config_file: Annotated[
         Path | None,
         typer.Option(
             "--config",
-            help="TOML file of settings ([data], [model], [optim], [train] tables, seed, preset); flags override it.",
+            help="TOML file of settings (\\[data], \\[model], \\[optim], \\[train] tables, seed, preset); "
+            "flags override it.",
             rich_help_panel=RUN,
         ),
     ] = None,
@@ -162,109 +312,6 @@ def train(
             + ". Explicit flags override its values.",
             rich_help_panel=RUN,
         ),
-    ] = None,
-    task: Annotated[
-        str | None, typer.Option(help="Task (see `grokkit tasks`). [default: mod-add]", rich_help_panel=DATA)
-    ] = None,
-    p: Annotated[int | None, typer.Option(help="Modulus. [default: 97]", rich_help_panel=DATA)] = None,
-    train_frac: Annotated[
-        float | None,
-        typer.Option(help="Fraction of all pairs used for training. [default: 0.35]", rich_help_panel=DATA),
-    ] = None,
-    seed: Annotated[
-        int | None, typer.Option(help="Seed of the model init and the split. [default: 0]", rich_help_panel=DATA)
-    ] = None,
-    data_seed: Annotated[
-        int | None, typer.Option(help="Seed of the split only. [default: --seed]", rich_help_panel=DATA)
-    ] = None,
-    model: Annotated[
-        ModelKind | None, typer.Option(help="Model family. [default: transformer]", rich_help_panel=MODEL)
-    ] = None,
-    layers: Annotated[int | None, typer.Option(help="Transformer layers. [default: 1]", rich_help_panel=MODEL)] = None,
-    d_model: Annotated[
-        int | None, typer.Option(help="Transformer width. [default: 128]", rich_help_panel=MODEL)
-    ] = None,
-    heads: Annotated[
-        int | None, typer.Option(help="Attention heads; must divide d-model. [default: 4]", rich_help_panel=MODEL)
-    ] = None,
-    d_mlp: Annotated[
-        int | None, typer.Option(help="Transformer MLP width. [default: 512]", rich_help_panel=MODEL)
-    ] = None,
-    activation: Annotated[
-        Activation | None,
-        typer.Option(help="Nonlinearity (quadratic: Gromov 2023). [default: relu]", rich_help_panel=MODEL),
-    ] = None,
-    layer_norm: Annotated[
-        bool | None,
-        typer.Option(
-            "--layer-norm/--no-layer-norm",
-            help="Pre-LayerNorm in the transformer. [default: off]",
-            rich_help_panel=MODEL,
-        ),
-    ] = None,
-    width: Annotated[
-        int | None, typer.Option(help="MLP model: hidden width. [default: 512]", rich_help_panel=MODEL)
-    ] = None,
-    depth: Annotated[
-        int | None, typer.Option(help="MLP model: hidden layers. [default: 1]", rich_help_panel=MODEL)
-    ] = None,
-    embed: Annotated[
-        Embed | None,
-        typer.Option(
-            help="MLP model: concat (one table per operand) or sum (shared). [default: concat]", rich_help_panel=MODEL
-        ),
-    ] = None,
-    bias: Annotated[
-        bool | None, typer.Option("--bias/--no-bias", help="MLP model: biases. [default: on]", rich_help_panel=MODEL)
-    ] = None,
-    optimizer: Annotated[
-        OptimizerName | None,
-        typer.Option(help="adamw (decoupled decay), adam (coupled L2) or sgd. [default: adamw]", rich_help_panel=OPTIM),
-    ] = None,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate. [default: 3e-3]", rich_help_panel=OPTIM)] = None,
-    wd: Annotated[float | None, typer.Option(help="Weight decay. [default: 1.0]", rich_help_panel=OPTIM)] = None,
-    beta1: Annotated[float | None, typer.Option(help="Adam beta1. [default: 0.9]", rich_help_panel=OPTIM)] = None,
-    beta2: Annotated[float | None, typer.Option(help="Adam beta2. [default: 0.98]", rich_help_panel=OPTIM)] = None,
-    momentum: Annotated[float | None, typer.Option(help="SGD momentum. [default: 0]", rich_help_panel=OPTIM)] = None,
-    warmup: Annotated[
-        int | None, typer.Option(help="Linear warmup steps. [default: 10]", rich_help_panel=OPTIM)
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option(help="Minibatch size; 0 = full batch. [default: full batch]", rich_help_panel=OPTIM)
-    ] = None,
-    steps: Annotated[int | None, typer.Option(help="Step budget. [default: 10000]", rich_help_panel=RUN)] = None,
-    eval_every: Annotated[
-        int | None,
-        typer.Option(
-            help="Evaluate the full train and validation sets every N steps. [default: 50]", rich_help_panel=RUN
-        ),
-    ] = None,
-    checkpoint_every: Annotated[
-        int | None,
-        typer.Option(
-            help="Checkpoint every N steps (a multiple of --eval-every). [default: 1000]", rich_help_panel=RUN
-        ),
-    ] = None,
-    keep_checkpoints: Annotated[
-        int | None, typer.Option(help="Checkpoints kept. [default: 3]", rich_help_panel=RUN)
-    ] = None,
-    early_exit: Annotated[
-        bool | None,
-        typer.Option(
-            "--early-exit/--no-early-exit",
-            help="Stop once validation accuracy has stayed >= 99% for --early-exit-window steps "
-            "(never on rising validation loss). [default: on]",
-            rich_help_panel=RUN,
-        ),
-    ] = None,
-    early_exit_window: Annotated[
-        int | None,
-        typer.Option(
-            help="Steps validation accuracy must stay >= 99% before an early exit. [default: 500]", rich_help_panel=RUN
-        ),
-    ] = None,
-    run_dir: Annotated[
-        Path | None, typer.Option(help="Run directory. [default: runs/<task>-p<p>-<timestamp>]", rich_help_panel=RUN)
     ] = None,
 ) -> None:
     """Train a model on an algorithmic task and watch it grok.
@@ -303,7 +350,7 @@ def train(
 @_user_errors
 def resume(
     run_dir: Annotated[Path, typer.Argument(help="Run directory to continue.")] = Path("runs/latest"),
-    steps: Annotated[int | None, typer.Option(help="New total step budget. [default: the run's]")] = None,
+    steps: Annotated[int | None, typer.Option(help="New total step budget. \\[default: the run's]")] = None,
     early_exit: Annotated[
         bool | None, typer.Option("--early-exit/--no-early-exit", help="Override the run's early-exit rule.")
     ] = None,
@@ -331,12 +378,12 @@ def resume(
 @_user_errors
 def report(
     run_dirs: Annotated[
-        list[Path] | None, typer.Argument(help="Run directories. [default: runs/latest]", show_default=False)
+        list[Path] | None, typer.Argument(help="Run directories. \\[default: runs/latest]", show_default=False)
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object per run (one per line).")] = False,
     patience: Annotated[int, typer.Option(help="Early-stopping patience, in evaluations, for the counterfactual.")] = 5,
     png: Annotated[
-        Path | None, typer.Option(help="Also write a figure (needs the plot extra: pip install 'grokkit[plot]').")
+        Path | None, typer.Option(help="Also write a figure (needs the plot extra: pip install 'grokkit\\[plot]').")
     ] = None,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Draw the terminal plots.")] = True,
 ) -> None:
@@ -390,7 +437,9 @@ def export(
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write the metrics as CSV to this file.")] = None,
     tensorboard: Annotated[
         Path | None,
-        typer.Option(help="Write TensorBoard event files to this folder (needs: pip install 'grokkit[tensorboard]')."),
+        typer.Option(
+            help="Write TensorBoard event files to this folder (needs: pip install 'grokkit\\[tensorboard]')."
+        ),
     ] = None,
 ) -> None:
     """Export a run's metrics to CSV or TensorBoard event files."""

@@ -42,8 +42,10 @@ def test_python_dash_m_works():
 def test_train_help_has_panels_and_presets():
     result = invoke("train", "--help")
     assert result.exit_code == 0
-    for fragment in ("Data", "Model", "Optimizer", "Run", "nanda2023", "power2022", "--no-early-exit"):
+    for fragment in ("Data", "Model", "Optimizer", "Run", "nanda2023", "power2022", "--no-early-exit",
+                     "[default: 97]", "[default: 0.35]", "[default: adamw]", "[default: full batch]"):  # fmt: skip
         assert fragment in result.stdout
+    assert "grokkit[plot]" in invoke("report", "--help").stdout
 
 
 def test_tasks_table():
