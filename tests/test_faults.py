@@ -111,6 +111,7 @@ def kill_during(command: list[str], run_dir: Path, moment: str, delay: float) ->
     return output, where_the_kill_landed(run_dir, started)
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_moments_then_resume_is_bit_exact(tmp_path):
     """Kills rotate between: inside a checkpoint's write, between its file and sidecar, and a random moment."""
     steps, kills = 300, 12
@@ -138,6 +139,7 @@ def test_kill_9_at_random_moments_then_resume_is_bit_exact(tmp_path):
     assert landed.get("between checkpoint file and sidecar", 0) >= kills // 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_saves_a_checkpoint_then_resume_is_bit_exact(tmp_path, signum):
     run_dir = tmp_path / "cut"

@@ -199,6 +199,7 @@ def test_early_exit_rule():
     assert not T.early_exit_due(history[:3], 0)
 
 
+@pytest.mark.slow
 def test_tiny_run_groks_with_a_delay(tmp_path):
     result = start_run(resolve(None, GROKS), tmp_path / "run")
     summary = result.summary
