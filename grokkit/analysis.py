@@ -11,6 +11,8 @@ CONFIRM_EVALS = 2
 """A milestone must hold at the next CONFIRM_EVALS evaluations too (or to the end), so a one-eval spike is ignored."""
 GROKKED_RATIO = 2.0
 """Validation 99% at least this many times later than train 99% counts as delayed generalization."""
+CIRCUIT_LOSS = 0.1
+"""Circuit formation ends when the restricted loss (key frequencies only) first falls below this."""
 DEFAULT_PATIENCE = 5
 """Evaluations without a new best validation loss before early stopping fires (PyTorch Lightning uses 3)."""
 
@@ -118,6 +120,69 @@ def norm_trajectory(history: list[dict[str, Any]]) -> dict[str, dict[str, float]
     }
 
 
+def _first_after(history: list[dict[str, Any]], step: int, condition) -> int | None:
+    return next((r["step"] for r in history if r["step"] > step and condition(r)), None)
+
+
+def phases(history: list[dict[str, Any]]) -> dict[str, dict[str, int | None]] | None:
+    """Nanda et al. 2023's three phases, by a rule (the paper draws them by eye).
+
+    memorization: from the start to the memorized step (train accuracy >= 99%, held);
+    circuit formation: to the first later evaluation where the restricted loss falls below
+    CIRCUIT_LOSS (the key-frequency circuit alone solves the task);
+    cleanup: to the generalized step (validation accuracy >= 99%, held).
+    None for runs without progress measures; a phase not finished has end None.
+    """
+    if not history or "restricted_loss" not in history[-1]:
+        return None
+    found = milestones(history)
+    memorized, generalized = found["memorized_step"], found["generalized_step"]
+    circuit = None
+    if memorized is not None:
+        circuit = _first_after(history, memorized - 1, lambda r: r.get("restricted_loss", float("inf")) < CIRCUIT_LOSS)
+        if circuit is not None and generalized is not None:
+            circuit = min(circuit, generalized)
+    return {
+        "memorization": {"start": 0, "end": memorized},
+        "circuit_formation": {"start": memorized, "end": circuit},
+        "cleanup": {"start": circuit, "end": generalized if circuit is not None else None},
+    }
+
+
+def phase_story(history: list[dict[str, Any]], found: dict[str, dict[str, int | None]]) -> dict[str, str]:
+    """What happened in each finished phase, in numbers."""
+    by_step = {r["step"]: r for r in history}
+
+    def at(step: int | None) -> dict[str, Any]:
+        return by_step.get(step, history[0]) if step else history[0]
+
+    story = {}
+    mem = found["memorization"]
+    if mem["end"] is not None:
+        r = at(mem["end"])
+        story["memorization"] = (
+            f"train accuracy reached {100 * r['train_acc']:.1f}% "
+            f"while validation accuracy was {100 * r['val_acc']:.1f}%"
+        )
+    circuit = found["circuit_formation"]
+    if circuit["end"] is not None:
+        a, b = at(circuit["start"]), at(circuit["end"])
+        story["circuit_formation"] = (
+            f"restricted loss fell from {a['restricted_loss']:.3g} to {b['restricted_loss']:.3g} and excluded "
+            f"loss rose from {a['excluded_loss']:.3g} to {b['excluded_loss']:.3g} while validation accuracy "
+            f"was {100 * b['val_acc']:.1f}%"
+        )
+    cleanup = found["cleanup"]
+    if cleanup["end"] is not None:
+        a, b = at(cleanup["start"]), at(cleanup["end"])
+        story["cleanup"] = (
+            f"embedding Gini rose from {a['embed_gini']:.2f} to {b['embed_gini']:.2f} and the parameter norm "
+            f"went from {a['param_norm']:.1f} to {b['param_norm']:.1f} as validation accuracy reached "
+            f"{100 * b['val_acc']:.1f}%"
+        )
+    return story
+
+
 def run_report(history: list[dict[str, Any]], budget: int, patience: int = DEFAULT_PATIENCE) -> dict[str, Any]:
     """Everything `grokkit report` says about one run, as plain data (stable key names)."""
     found = milestones(history)
@@ -137,4 +202,21 @@ def run_report(history: list[dict[str, Any]], budget: int, patience: int = DEFAU
         "final_train_acc": last.get("train_acc"),
         "final_val_acc": last.get("val_acc"),
         "final_param_norm": last.get("param_norm"),
+        **_progress_report(history, found),
+    }
+
+
+def _progress_report(history: list[dict[str, Any]], found: dict[str, Any]) -> dict[str, Any]:
+    """Phases, key frequencies and the early warning, for runs that record progress measures."""
+    found_phases = phases(history)
+    if found_phases is None:
+        return {"phases": None, "key_frequencies": None, "circuit_step": None, "warning_steps": None}
+    circuit = found_phases["circuit_formation"]["end"]
+    generalized = found["generalized_step"]
+    return {
+        "phases": found_phases,
+        "phase_story": phase_story(history, found_phases),
+        "key_frequencies": history[-1].get("key_frequencies"),
+        "circuit_step": circuit,
+        "warning_steps": generalized - circuit if circuit is not None and generalized is not None else None,
     }

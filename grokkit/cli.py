@@ -459,11 +459,11 @@ def _run_with_progress(console: Console, steps: int, launch, resuming: bool = Fa
     """Run `launch` with a live panel on a terminal, or one plain line per evaluation otherwise."""
     from rich.live import Live
 
-    from grokkit.analysis import GENERALIZED_ACC, MEMORIZED_ACC, milestones
+    from grokkit.analysis import CIRCUIT_LOSS, GENERALIZED_ACC, MEMORIZED_ACC, milestones
     from grokkit.render import eval_line, progress_panel, run_outcome
     from grokkit.runner import StopRequest
 
-    state: dict[str, Any] = {"memorized": None, "generalized": None, "last": None, "speed": None}
+    state: dict[str, Any] = {"memorized": None, "generalized": None, "circuit": None, "last": None, "speed": None}
     live = (
         Live(progress_panel(None, 1, None, None, None), console=console, refresh_per_second=4, transient=False)
         if console.is_terminal
@@ -476,6 +476,7 @@ def _run_with_progress(console: Console, steps: int, launch, resuming: bool = Fa
     def on_history(history: list[dict[str, Any]]) -> None:
         found = milestones(history)
         state.update(memorized=found["memorized_step"], generalized=found["generalized_step"])
+        state["circuit"] = next((r["step"] for r in history if r.get("restricted_loss", 1.0) < CIRCUIT_LOSS), None)
         state["last"] = history[-1] if history else None
 
     def on_eval(record: dict[str, Any]) -> None:
@@ -486,11 +487,24 @@ def _run_with_progress(console: Console, steps: int, launch, resuming: bool = Fa
         if state["memorized"] is None and record["train_acc"] >= MEMORIZED_ACC:
             state["memorized"] = record["step"]
             console.print(f"[yellow]memorized[/]: train accuracy >= 99% at step {record['step']:,}")
+        circuit_formed = record.get("restricted_loss", float("inf")) < CIRCUIT_LOSS
+        if state["memorized"] is not None and state["circuit"] is None and circuit_formed:
+            state["circuit"] = record["step"]
+            if state["generalized"] is None:
+                console.print(
+                    f"[cyan]circuit forming[/]: restricted loss {record['restricted_loss']:.3g} < {CIRCUIT_LOSS} at "
+                    f"step {record['step']:,} (validation accuracy {100 * record['val_acc']:.1f}%): "
+                    "generalization is on its way"
+                )
         if state["generalized"] is None and record["val_acc"] >= GENERALIZED_ACC:
             state["generalized"] = record["step"]
             console.print(f"[green]generalized[/]: validation accuracy >= 99% at step {record['step']:,}")
         if live is not None:
-            live.update(progress_panel(record, steps, state["speed"], state["memorized"], state["generalized"]))
+            live.update(
+                progress_panel(
+                    record, steps, state["speed"], state["memorized"], state["generalized"], state["circuit"]
+                )
+            )
         else:
             console.print(eval_line(record, steps, state["speed"]), soft_wrap=True)
 

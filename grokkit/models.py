@@ -120,6 +120,10 @@ class Transformer(nnx.Module):
         self.ln_final = LayerNorm(cfg.d_model) if cfg.layer_norm else None
         self.unembed_DC = _normal(rngs, (cfg.d_model, n_classes), 1 / np.sqrt(n_classes))
 
+    def operand_embedding(self, n_values: int) -> jax.Array:
+        """The operand tokens' embedding vectors: [n_values, D]."""
+        return self.embed_VD[...][:n_values]
+
     def __call__(self, tokens_BT: jax.Array) -> jax.Array:
         first, last = self.blocks[0], self.blocks[-1]
         x_TVD = self.embed_VD[...][None] + self.pos_TD[...][:, None]
@@ -160,6 +164,11 @@ class MLP(nnx.Module):
             [nnx.Linear(cfg.width, cfg.width, use_bias=cfg.bias, rngs=rngs) for _ in range(cfg.depth - 1)]
         )
         self.out = nnx.Linear(cfg.width, n_classes, use_bias=cfg.bias, rngs=rngs)
+
+    def operand_embedding(self, n_values: int) -> jax.Array:
+        """Each operand value's first-layer vectors, all tables side by side: [n_values, tables * F]."""
+        tables_OVF = self.embed_OVF[...][:, :n_values]
+        return tables_OVF.transpose(1, 0, 2).reshape(n_values, -1)
 
     def __call__(self, tokens_BT: jax.Array) -> jax.Array:
         operands_BO = tokens_BT[:, :-1]

@@ -84,8 +84,9 @@ def progress_panel(
     steps_per_s: float | None,
     memorized_step: int | None,
     generalized_step: int | None,
+    circuit_step: int | None = None,
 ) -> Panel:
-    """The live view: step/budget, accuracies, losses, speed, ETA and the two milestones."""
+    """The live view: step/budget, accuracies, losses, speed, ETA, the milestones and the circuit signal."""
     if record is None:
         return Panel(Text("compiling the training step..."), title="grokkit train", border_style="blue")
     done = record["step"] / steps
@@ -98,9 +99,16 @@ def progress_panel(
     metrics.add_row("train", f"acc {_pct(record['train_acc'])}", f"loss {record['train_loss']:.3g}")
     metrics.add_row("val", f"acc {_pct(record['val_acc'])}", f"loss {record['val_loss']:.3g}")
     metrics.add_row("|w|", f"{record['param_norm']:.2f}", "")
+    if "restricted_loss" in record:
+        metrics.add_row(
+            "circuit", f"restricted loss {record['restricted_loss']:.3g}", f"excluded {record['excluded_loss']:.3g}"
+        )
     marks = Text()
     marks.append("memorized ", style="bold")
     marks.append(f"at step {memorized_step:,}" if memorized_step is not None else "not yet", style="yellow")
+    if "restricted_loss" in record:
+        marks.append("   circuit ", style="bold")
+        marks.append(f"formed at step {circuit_step:,}" if circuit_step is not None else "forming", style="cyan")
     marks.append("   generalized ", style="bold")
     marks.append(f"at step {generalized_step:,}" if generalized_step is not None else "not yet", style="green")
     return Panel(Group(grid, metrics, marks), title="grokkit train", border_style="blue")
@@ -223,6 +231,8 @@ def report_view(
             )
         )
     parts.append(early_stopping_callout(report))
+    if report.get("phases"):
+        parts.append(phases_view(report))
 
     parts.append(Text("parameter L2 norm @ step", style="bold"))
     norms = Table(box=None)
@@ -264,6 +274,32 @@ def report_view(
             log_y=True,
         )
     )
+    return Group(*parts)
+
+
+def phases_view(report: dict[str, Any]) -> Group:
+    """The three phases of Nanda et al. 2023 with what happened in each, key frequencies, early warning."""
+    table = Table(box=None, show_header=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(justify="right", no_wrap=True)
+    table.add_column()
+    story = report.get("phase_story", {})
+    for name, span in report["phases"].items():
+        start = "?" if span["start"] is None else f"{span['start']:,}"
+        end = "…" if span["end"] is None else f"{span['end']:,}"
+        label = name.replace("_", " ")
+        table.add_row(label, f"{start}–{end}", story.get(name, "not reached" if span["start"] is None else "ongoing"))
+    parts: list[Any] = [Text("phases (Nanda et al. 2023; rule in grokkit/analysis.py)", style="bold"), table]
+    keys = report.get("key_frequencies") or []
+    parts.append(Text(f"key frequencies (k, w = 2πk/p): {', '.join(map(str, keys)) or 'none'}"))
+    if report.get("warning_steps") is not None:
+        parts.append(
+            Text(
+                f"early warning: the key-frequency circuit alone solved the task at step {report['circuit_step']:,}, "
+                f"{report['warning_steps']:,} steps before validation accuracy reached 99%",
+                style="cyan",
+            )
+        )
     return Group(*parts)
 
 

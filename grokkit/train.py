@@ -21,6 +21,7 @@ from grokkit.data import Dataset, Split, make_dataset, split_dataset
 from grokkit.errors import TrainingDiverged
 from grokkit.models import build_model
 from grokkit.optim import build_optimizer
+from grokkit.progress import SUPPORTED_TASKS, progress_measures, sum_directions
 
 METRIC_NAMES = ("train_loss", "train_acc", "val_loss", "val_acc", "param_norm")
 
@@ -38,8 +39,11 @@ class Batch(NamedTuple):
 
 
 class Data(NamedTuple):
-    train: Batch
-    val: Batch
+    train: Batch  # the train split, gathered once: the full batch
+    every: Batch  # every example in dataset order (for pairwise tasks, the x-major grid)
+    train_idx: jax.Array
+    val_idx: jax.Array
+    directions: jax.Array | None  # cos/sin(w_k(a +- b)) over the grid, for the progress measures
 
 
 @dataclass(frozen=True)
@@ -56,11 +60,22 @@ class Experiment:
     def n_train(self) -> int:
         return len(self.split.train_idx)
 
+    @property
+    def tracks_progress(self) -> bool:
+        """Whether the Fourier progress measures apply (modular addition/subtraction over the full grid)."""
+        return self.dataset.task in SUPPORTED_TASKS
+
     def device_data(self) -> Data:
         ds, sp = self.dataset, self.split
+        directions = None
+        if self.tracks_progress:
+            directions = jnp.asarray(sum_directions(ds.n_values, SUPPORTED_TASKS[ds.task]))
         return Data(
             train=Batch(jnp.asarray(ds.tokens[sp.train_idx]), jnp.asarray(ds.labels[sp.train_idx])),
-            val=Batch(jnp.asarray(ds.tokens[sp.val_idx]), jnp.asarray(ds.labels[sp.val_idx])),
+            every=Batch(jnp.asarray(ds.tokens), jnp.asarray(ds.labels)),
+            train_idx=jnp.asarray(sp.train_idx),
+            val_idx=jnp.asarray(sp.val_idx),
+            directions=directions,
         )
 
 
@@ -133,17 +148,41 @@ def train_step(exp: Experiment, state: TrainState, batch: Batch) -> tuple[TrainS
     }
 
 
-def evaluate(exp: Experiment, params: nnx.State, data: Data) -> dict[str, jax.Array]:
-    """Loss and accuracy on the FULL train and validation sets, and the parameter L2 norm."""
-    train_loss, train_acc = loss_and_accuracy(exp.graphdef, params, data.train)
-    val_loss, val_acc = loss_and_accuracy(exp.graphdef, params, data.val)
-    return {
+def evaluate(exp: Experiment, params: nnx.State, data: Data) -> dict[str, Any]:
+    """Loss and accuracy on the FULL train and validation sets, parameter norms, progress measures."""
+    model = nnx.merge(exp.graphdef, params)
+    logits_NC = model(data.every.tokens_BT)
+    labels_N = data.every.labels_B
+
+    def loss_and_acc(idx):
+        logits, labels = logits_NC[idx], labels_N[idx]
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+        return loss, (logits.argmax(-1) == labels).mean()
+
+    train_loss, train_acc = loss_and_acc(data.train_idx)
+    val_loss, val_acc = loss_and_acc(data.val_idx)
+    metrics = {
         "train_loss": train_loss,
         "train_acc": train_acc,
         "val_loss": val_loss,
         "val_acc": val_acc,
         "param_norm": parameter_norm(params),
+        "param_norms": {name: parameter_norm(group) for name, group in parameter_groups(params).items()},
     }
+    if data.directions is not None:
+        embed_PD = model.operand_embedding(exp.dataset.n_values)
+        metrics.update(progress_measures(embed_PD, logits_NC, labels_N, data.train_idx, data.directions))
+    return metrics
+
+
+def parameter_groups(params: nnx.State) -> dict[str, Any]:
+    """Parameters by top-level module (blocks split per layer): {"embed_VD": ..., "blocks/0": ...}."""
+    groups: dict[str, list] = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        keys = [str(getattr(k, "key", getattr(k, "idx", k))) for k in path]
+        name = "/".join(keys[:2]) if keys[0] in ("blocks", "hidden") and len(keys) > 2 else keys[0]
+        groups.setdefault(name, []).append(leaf)
+    return groups
 
 
 def make_chunk_fn(exp: Experiment) -> Callable[[TrainState, Data, int], tuple[TrainState, dict[str, jax.Array]]]:
@@ -226,8 +265,13 @@ def fit(
         state, metrics = chunk(state, data, n_steps)
         step += n_steps
         record = {"step": step, **{k: float(metrics[k]) for k in METRIC_NAMES}}
+        record["param_norms"] = {name: float(v) for name, v in metrics["param_norms"].items()}
+        if "restricted_loss" in metrics:
+            for name in ("restricted_loss", "excluded_loss", "embed_gini"):
+                record[name] = float(metrics[name])
+            record["key_frequencies"] = [int(k) + 1 for k in np.flatnonzero(np.asarray(metrics["key_frequency_mask"]))]
         record["elapsed_s"] = round(elapsed_before + time.perf_counter() - start, 3)
-        bad = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
+        bad = [k for k in METRIC_NAMES if not math.isfinite(record[k])]
         if bad:
             kept = (
                 f"the last good checkpoint (step {last_saved}) is kept" if last_saved else "no checkpoint was written"

@@ -1,0 +1,114 @@
+"""Progress measures (Nanda et al. 2023) and the phase rule."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from grokkit import progress
+from grokkit.analysis import CIRCUIT_LOSS, phases, run_report
+
+
+@pytest.mark.parametrize("p", [7, 8, 13, 97])
+def test_fourier_basis_is_orthonormal(p):
+    basis = progress.fourier_basis(p)
+    assert basis.shape == (p, p)
+    np.testing.assert_allclose(basis @ basis.T, np.eye(p), atol=1e-5)
+
+
+def test_gini_on_known_vectors():
+    assert float(progress.gini(jnp.ones(10))) == pytest.approx(0.0, abs=1e-6)
+    assert float(progress.gini(jnp.array([0.0, 0, 0, 1]))) == pytest.approx(0.75, abs=1e-6)
+    assert float(progress.gini(jnp.array([1.0, 3.0]))) == pytest.approx(0.25, abs=1e-6)
+
+
+def synthetic_embedding(p, frequencies, d=16, noise=0.01, seed=0):
+    rng = np.random.default_rng(seed)
+    x = np.arange(p)[:, None]
+    columns = []
+    for k in frequencies:
+        columns += [np.cos(2 * np.pi * k * x / p), np.sin(2 * np.pi * k * x / p)]
+    embed = np.concatenate(columns, axis=1) @ rng.normal(size=(2 * len(frequencies), d))
+    return jnp.asarray(embed + noise * rng.normal(size=(p, d)), jnp.float32)
+
+
+def test_key_frequencies_of_a_synthetic_embedding():
+    p = 97
+    embed = synthetic_embedding(p, [4, 17, 33])
+    norms = progress.frequency_norms(embed)
+    assert norms.shape == (48,)
+    mask = progress.key_frequency_mask(norms)
+    assert [int(k) + 1 for k in np.flatnonzero(np.asarray(mask))] == [4, 17, 33]
+    assert float(progress.gini(norms)) > 0.9
+    flat = jnp.asarray(np.random.default_rng(1).normal(size=(p, 16)), jnp.float32)
+    assert float(progress.gini(progress.frequency_norms(flat))) < 0.4
+
+
+def test_restricted_and_excluded_loss_on_a_known_answer():
+    """Logits cos(w_k(a + b - c)) for a few k answer a + b exactly; those components are the key ones."""
+    p, keys = 23, [3, 7]
+    a, b = (g.ravel() for g in np.meshgrid(np.arange(p), np.arange(p), indexing="ij"))
+    c = np.arange(p)
+    logits = sum(np.cos(2 * np.pi * k * (a[:, None] + b[:, None] - c[None, :]) / p) for k in keys) * 20.0
+    labels = jnp.asarray((a + b) % p)
+    noise = np.random.default_rng(0).normal(size=logits.shape) * 2.0  # memorization-like, not a + b
+    logits = jnp.asarray(logits + noise, jnp.float32)
+    directions = jnp.asarray(progress.sum_directions(p, 1))
+    mask = jnp.asarray(np.isin(np.arange(1, p // 2 + 1), keys))
+    restricted, excluded = progress.split_logits(logits, directions, mask)
+    full_loss = float(progress.cross_entropy(logits, labels))
+    restricted_loss = float(progress.cross_entropy(restricted, labels))
+    excluded_loss = float(progress.cross_entropy(excluded, labels))
+    assert restricted_loss < full_loss  # the noise is gone, the algorithm stays
+    assert float((restricted.argmax(-1) == labels).mean()) == 1.0
+    assert excluded_loss > 2.0  # without the key frequencies, about chance (log 23 = 3.1)
+    np.testing.assert_allclose(restricted + excluded - logits.mean(0), logits, atol=1e-3)
+
+
+def test_sum_directions_are_unit_vectors():
+    directions = progress.sum_directions(11, -1)
+    np.testing.assert_allclose(np.linalg.norm(directions, axis=-1), 1.0, rtol=1e-5)
+
+
+def curve(n, memorized, circuit, generalized, every=100):
+    records = []
+    for i in range(1, n + 1):
+        step = every * i
+        records.append(
+            {
+                "step": step,
+                "train_acc": 1.0 if step >= memorized else 0.5,
+                "val_acc": 1.0 if step >= generalized else 0.05,
+                "train_loss": 0.01,
+                "val_loss": 0.01 if step >= generalized else 5.0,
+                "param_norm": 50.0 - step / 1000,
+                "restricted_loss": CIRCUIT_LOSS / 2 if step >= circuit else 2.0,
+                "excluded_loss": 0.3 + step / 100,
+                "embed_gini": 0.1 + step / 10_000,
+                "key_frequencies": [3, 14],
+            }
+        )
+    return records
+
+
+def test_phase_rule_on_a_synthetic_grok():
+    history = curve(40, memorized=300, circuit=1500, generalized=2500)
+    found = phases(history)
+    assert found == {
+        "memorization": {"start": 0, "end": 300},
+        "circuit_formation": {"start": 300, "end": 1500},
+        "cleanup": {"start": 1500, "end": 2500},
+    }
+    report = run_report(history, budget=4000)
+    assert report["warning_steps"] == 1000 and report["key_frequencies"] == [3, 14]
+    assert "excluded loss rose from 3.3 to 15.3" in report["phase_story"]["circuit_formation"]
+    assert "embedding Gini rose from 0.25 to 0.35" in report["phase_story"]["cleanup"]
+
+
+def test_phase_rule_on_unfinished_and_unmeasured_runs():
+    ongoing = phases(curve(10, memorized=300, circuit=5000, generalized=9000))
+    assert ongoing["circuit_formation"] == {"start": 300, "end": None}
+    assert ongoing["cleanup"] == {"start": None, "end": None}
+    assert phases([{"step": 1, "train_acc": 1.0, "val_acc": 0.1}]) is None
+    # a restricted loss that is low before memorization does not end circuit formation early
+    early = curve(20, memorized=800, circuit=100, generalized=1500)
+    assert phases(early)["circuit_formation"] == {"start": 800, "end": 800}
