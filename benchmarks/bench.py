@@ -89,8 +89,11 @@ def bench_config(name: str, preset: str | None, windows: int) -> dict:
         rates.append(chunk / (time.perf_counter() - start))
     steps_per_s = statistics.median(rates)
     evaluation = jax.jit(lambda params: evaluate(exp, params, data))
+    plain_evaluation = jax.jit(lambda params: evaluate(exp, params, data._replace(directions=None)))
     _timed(evaluation, state.params)
+    _timed(plain_evaluation, state.params)
     eval_s = statistics.median(_timed(evaluation, state.params) for _ in range(windows))
+    plain_eval_s = statistics.median(_timed(plain_evaluation, state.params) for _ in range(windows))
     window_s = chunk / steps_per_s
     batch = config.optim.batch_size or exp.n_train
     return {
@@ -105,6 +108,8 @@ def bench_config(name: str, preset: str | None, windows: int) -> dict:
         "eval_every": chunk,
         "eval_ms": round(1000 * eval_s, 1),
         "eval_share": round(eval_s / (window_s - eval_s), 4),
+        "measures_ms": round(1000 * max(eval_s - plain_eval_s, 0.0), 1),
+        "measures_share": round(max(eval_s - plain_eval_s, 0.0) / (window_s - eval_s), 4),
     }
 
 
@@ -209,18 +214,21 @@ def main() -> None:
 def render(report: dict) -> None:
     console = Console()
     table = Table(title=f"grokkit bench {report['date']}: jax {report['jax']}, {report['machine']}")
-    columns = ("config", "batch", "steps/s", "examples/s", "GFLOP/step", "GFLOP/s", "of peak", "eval share")
+    columns = ("config", "batch", "steps/s", "examples/s", "GFLOP/step", "GFLOP/s", "of peak", "eval", "measures")
     for column in columns:
         table.add_column(column, justify="left" if column == "config" else "right")
     for r in report["configs"]:
         table.add_row(
             r["name"], str(r["batch"]), f"{r['steps_per_s']:.1f}", f"{r['examples_per_s']:,}",
             f"{r['gflop_per_step']:.2f}", f"{r['gflops']:.0f}", f"{100 * r['fraction_of_peak']:.0f}%",
-            f"{100 * r['eval_share']:.1f}%",
+            f"{100 * r['eval_share']:.1f}%", f"{100 * r['measures_share']:.1f}%",
         )  # fmt: skip
     console.print(table)
     for r in report["configs"]:
-        console.print(f"  {r['name']}: {r['task']}; evaluation {r['eval_ms']} ms every {r['eval_every']} steps")
+        console.print(
+            f"  {r['name']}: {r['task']}; evaluation {r['eval_ms']} ms every {r['eval_every']} steps, "
+            f"of which progress measures {r['measures_ms']} ms"
+        )
     console.print(
         f"float32 matmul peak (2048x2048 through XLA): {report['matmul_peak_gflops']:.0f} GFLOP/s; "
         f"FLOPs per step from XLA's cost analysis"

@@ -432,6 +432,37 @@ def report(
 
 @app.command()
 @_user_errors
+def inspect(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory.")] = Path("runs/latest"),
+    step: Annotated[int | None, typer.Option(help="Checkpoint step. \\[default: the newest]")] = None,
+    png: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write figures to this folder: spectrum over training, neuron clusters, attention patterns "
+            "(needs: pip install 'grokkit\\[plot]')."
+        ),
+    ] = None,
+) -> None:
+    """Look inside a checkpoint: the embedding's Fourier spectrum, key frequencies, neurons, restricted accuracy.
+
+    For modular addition (and subtraction): Nanda et al. 2023 showed the trained model embeds
+    residues on a few key frequencies and computes the answer from cos/sin(w_k(a+b)). This
+    shows the spectrum as a bar chart, the key frequencies with how many MLP neurons each one
+    dominates, and the accuracy of the model restricted to its key frequencies.
+    """
+    from grokkit.inspection import inspect_run, write_figures
+    from grokkit.render import inspect_view
+
+    result = inspect_run(run_dir, step)
+    console = _stdout()
+    console.print(inspect_view(result))
+    if png is not None:
+        for path in write_figures(run_dir, result, png):
+            console.print(f"wrote {escape(str(path))}")
+
+
+@app.command()
+@_user_errors
 def export(
     run_dir: Annotated[Path, typer.Argument(help="Run directory.")] = Path("runs/latest"),
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write the metrics as CSV to this file.")] = None,

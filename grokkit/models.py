@@ -57,11 +57,14 @@ class Block(nnx.Module):
         self.ln_attn = LayerNorm(d) if cfg.layer_norm else None
         self.ln_mlp = LayerNorm(d) if cfg.layer_norm else None
 
-    def _mlp(self, x_xD: jax.Array) -> jax.Array:
+    def mlp_hidden(self, x_xD: jax.Array) -> jax.Array:
+        """The MLP's neuron activations: [..., D] -> [..., F]."""
         if self.ln_mlp is not None:
             x_xD = self.ln_mlp(x_xD)
-        hidden_xF = activation_fn(self.act)(x_xD @ self.w_in_DF[...] + self.b_in_F[...])
-        return hidden_xF @ self.w_out_FD[...] + self.b_out_D[...]
+        return activation_fn(self.act)(x_xD @ self.w_in_DF[...] + self.b_in_F[...])
+
+    def _mlp(self, x_xD: jax.Array) -> jax.Array:
+        return self.mlp_hidden(x_xD) @ self.w_out_FD[...] + self.b_out_D[...]
 
     def _normed(self, x_xD: jax.Array) -> jax.Array:
         return x_xD if self.ln_attn is None else self.ln_attn(x_xD)
@@ -170,14 +173,18 @@ class MLP(nnx.Module):
         tables_OVF = self.embed_OVF[...][:, :n_values]
         return tables_OVF.transpose(1, 0, 2).reshape(n_values, -1)
 
-    def __call__(self, tokens_BT: jax.Array) -> jax.Array:
+    def first_hidden(self, tokens_BT: jax.Array) -> jax.Array:
+        """The first hidden layer's activations: [B, T] -> [B, F]."""
         operands_BO = tokens_BT[:, :-1]
         table_O = jnp.arange(operands_BO.shape[1]) % self.embed_OVF.shape[0]
         h_BF = self.embed_OVF[...][table_O, operands_BO].sum(axis=1)
         if self.b_embed_F is not None:
             h_BF = h_BF + self.b_embed_F[...]
+        return activation_fn(self.act)(h_BF)
+
+    def __call__(self, tokens_BT: jax.Array) -> jax.Array:
         act = activation_fn(self.act)
-        h_BF = act(h_BF)
+        h_BF = self.first_hidden(tokens_BT)
         for layer in self.hidden:
             h_BF = act(layer(h_BF))
         return self.out(h_BF)

@@ -370,3 +370,55 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
+
+
+_BLOCKS = " ▁▂▃▄▅▆▇█"
+
+
+def spectrum_chart(spectrum: list[float], keys: list[int], height: int = 6) -> Text:
+    """A vertical bar per frequency k = 1..p//2 (key frequencies highlighted), k marked every 5."""
+    top = max(spectrum) or 1.0
+    levels = [value / top * height for value in spectrum]
+    text = Text()
+    for row in range(height - 1, -1, -1):
+        for k, level in enumerate(levels, start=1):
+            fill = min(max(level - row, 0.0), 1.0)
+            text.append(_BLOCKS[round(fill * 8)], style="bold magenta" if k in keys else "dim")
+        text.append("\n")
+    text.append("".join("|" if k % 5 == 0 else " " for k in range(1, len(spectrum) + 1)) + "\n", style="dim")
+    labels = [" "] * (len(spectrum) + 2)
+    for k in range(5, len(spectrum) + 1, 5):
+        labels[k - 1 : k - 1 + len(str(k))] = str(k)
+    text.append("".join(labels).rstrip(), style="dim")
+    return text
+
+
+def inspect_view(result) -> Group:
+    """What `grokkit inspect` shows for one checkpoint."""
+    header = Text.assemble(
+        (f"{result.run_name} @ step {result.step:,}", "bold"),
+        f": p = {result.p}, accuracy on all pairs {_pct(result.accuracy).strip()}",
+    )
+    table = Table(box=None)
+    table.add_column("key frequency k", justify="right", style="bold magenta")
+    table.add_column("w = 2πk/p", justify="right")
+    table.add_column("embedding norm", justify="right")
+    table.add_column(f"MLP neurons (of {result.neurons})", justify="right")
+    for k in result.key_frequencies:
+        table.add_row(str(k), f"{2 * 3.141592653589793 * k / result.p:.3f}", f"{result.spectrum[k - 1]:.2f}",
+                      str(result.neurons_by_frequency[k]))  # fmt: skip
+    dominated = sum(result.neurons_by_frequency.values())
+    summary = Text(
+        f"{len(result.key_frequencies)} key frequencies of {len(result.spectrum)}; embedding Gini "
+        f"{result.embed_gini:.2f}; {dominated} of {result.neurons} neurons dominated by one of them.\n"
+        f"Restricted to its key frequencies the model scores {_pct(result.restricted_accuracy).strip()} on all "
+        f"pairs (restricted loss {result.restricted_loss:.3g}); without them its train loss is "
+        f"{result.excluded_loss:.3g} (excluded loss)."
+    )
+    return Group(
+        header,
+        Text("embedding Fourier spectrum (norm per frequency k; key frequencies highlighted)", style="bold"),
+        spectrum_chart(result.spectrum, result.key_frequencies),
+        table,
+        summary,
+    )

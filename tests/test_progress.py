@@ -112,3 +112,74 @@ def test_phase_rule_on_unfinished_and_unmeasured_runs():
     # a restricted loss that is low before memorization does not end circuit formation early
     early = curve(20, memorized=800, circuit=100, generalized=1500)
     assert phases(early)["circuit_formation"] == {"start": 800, "end": 800}
+
+
+def test_neuron_frequencies_find_the_planted_frequency():
+    from grokkit.inspection import neuron_frequencies
+
+    p = 31
+    a, b = (g.ravel() for g in np.meshgrid(np.arange(p), np.arange(p), indexing="ij"))
+    columns = [np.cos(2 * np.pi * 5 * (a + b) / p), np.sin(2 * np.pi * 11 * a / p) + 0.1, np.cos(2 * np.pi * 3 * b / p)]
+    dominant, share = neuron_frequencies(np.stack(columns, axis=1), p)
+    assert dominant.tolist() == [5, 11, 3]
+    np.testing.assert_allclose(share, 1.0, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def grokked(tmp_path_factory):
+    from conftest import GROKS
+
+    from grokkit.config import resolve
+    from grokkit.runner import start_run
+
+    run_dir = tmp_path_factory.mktemp("inspect") / "run"
+    start_run(resolve(None, {**GROKS, "train.checkpoint_every": 500, "train.keep_checkpoints": 20}), run_dir)
+    return run_dir
+
+
+def test_grokked_run_records_measures_and_phases(grokked):
+    import json
+
+    from grokkit.rundir import RunDir
+
+    records = RunDir.open(grokked).read_metrics().records
+    assert {"restricted_loss", "excluded_loss", "embed_gini", "key_frequencies", "param_norms"} <= records[-1].keys()
+    report = run_report(records, budget=4000)
+    found = report["phases"]
+    assert found["memorization"]["end"] < found["circuit_formation"]["end"] <= found["cleanup"]["end"]
+    assert report["warning_steps"] is not None and report["warning_steps"] >= 0
+    assert records[-1]["embed_gini"] > records[0]["embed_gini"]
+    json.dumps(report)  # the --json output stays serializable
+
+
+def test_inspect_command(grokked, tmp_path):
+    from typer.testing import CliRunner
+
+    from grokkit.cli import app
+
+    result = CliRunner().invoke(app, ["inspect", str(grokked), "--png", str(tmp_path / "figs")], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert "key frequency k" in result.stdout and "Restricted to its key frequencies" in result.stdout
+    assert "100.0% on all" in result.stdout
+    for name in ("spectrum_over_training.png", "neuron_clusters.png", "attention_patterns.png"):
+        assert (tmp_path / "figs" / name).read_bytes()[:4] == b"\x89PNG"
+    early = CliRunner().invoke(app, ["inspect", str(grokked), "--step", "500"], env={"COLUMNS": "80"})
+    assert early.exit_code == 0 and "@ step 500" in early.stdout
+
+
+def test_inspect_bad_input(grokked, tmp_path):
+    from typer.testing import CliRunner
+
+    from grokkit.cli import app
+    from grokkit.config import resolve
+    from grokkit.runner import start_run
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["inspect", str(grokked), "--step", "7"])
+    assert result.exit_code == 2 and "no checkpoint at step 7" in result.stderr
+    start_run(resolve(None, {"data.task": "mod-mul", "data.p": 11, "model.d_model": 16, "train.steps": 10,
+                             "train.eval_every": 10, "train.checkpoint_every": 10}), tmp_path / "mul")  # fmt: skip
+    result = runner.invoke(app, ["inspect", str(tmp_path / "mul")])
+    assert result.exit_code == 2 and "mod-add" in result.stderr and "Traceback" not in result.output
+    result = runner.invoke(app, ["inspect", str(tmp_path)])
+    assert result.exit_code == 2 and "not a grokkit run directory" in result.stderr
