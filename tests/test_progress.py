@@ -183,3 +183,17 @@ def test_inspect_bad_input(grokked, tmp_path):
     assert result.exit_code == 2 and "mod-add" in result.stderr and "Traceback" not in result.output
     result = runner.invoke(app, ["inspect", str(tmp_path)])
     assert result.exit_code == 2 and "not a grokkit run directory" in result.stderr
+
+
+def test_live_display_announces_the_circuit_before_generalization(tmp_path):
+    from typer.testing import CliRunner
+
+    from grokkit.cli import app
+
+    flags = ["--p", "41", "--train-frac", "0.5", "--d-model", "64", "--heads", "2", "--d-mlp", "128", "--lr", "3e-3",
+             "--steps", "4000", "--eval-every", "25", "--early-exit-window", "100"]  # fmt: skip
+    result = CliRunner().invoke(app, ["train", *flags, "--run-dir", str(tmp_path / "run")], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "circuit forming" in out and "generalized: validation accuracy" in out
+    assert out.index("circuit forming") < out.index("generalized: validation accuracy")
