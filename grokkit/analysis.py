@@ -120,6 +120,16 @@ def norm_trajectory(history: list[dict[str, Any]]) -> dict[str, dict[str, float]
     }
 
 
+def early_exit_due(history: list[dict[str, Any]], window: int) -> bool:
+    """True once validation accuracy has stayed >= 99% at every evaluation over `window` steps."""
+    streak_start = None
+    for record in reversed(history):
+        if record["val_acc"] < GENERALIZED_ACC:
+            break
+        streak_start = record["step"]
+    return streak_start is not None and history[-1]["step"] - streak_start >= window
+
+
 def _first_after(history: list[dict[str, Any]], step: int, condition) -> int | None:
     return next((r["step"] for r in history if r["step"] > step and condition(r)), None)
 

@@ -15,7 +15,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from grokkit.analysis import GENERALIZED_ACC
+from grokkit.analysis import early_exit_due
 from grokkit.config import Config
 from grokkit.data import Dataset, Split, make_dataset, split_dataset
 from grokkit.errors import TrainingDiverged
@@ -111,12 +111,10 @@ def abstract_state(exp: Experiment) -> TrainState:
     return jax.eval_shape(lambda: init_state(exp))
 
 
-def loss_and_accuracy(graphdef, params: nnx.State, batch: Batch) -> tuple[jax.Array, jax.Array]:
-    """Mean softmax cross-entropy and accuracy of the model on a batch."""
-    logits_BC = nnx.merge(graphdef, params)(batch.tokens_BT)
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits_BC, batch.labels_B).mean()
-    accuracy = (logits_BC.argmax(-1) == batch.labels_B).mean()
-    return loss, accuracy
+def loss_and_accuracy(logits_BC: jax.Array, labels_B: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Mean softmax cross-entropy and accuracy of logits against integer labels."""
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits_BC, labels_B).mean()
+    return loss, (logits_BC.argmax(-1) == labels_B).mean()
 
 
 def parameter_norm(params: nnx.State) -> jax.Array:
@@ -137,7 +135,7 @@ def train_step(exp: Experiment, state: TrainState, batch: Batch) -> tuple[TrainS
     """One optimizer update: a pure function (state, batch) -> (state, metrics)."""
 
     def loss_fn(params):
-        return loss_and_accuracy(exp.graphdef, params, batch)
+        return loss_and_accuracy(nnx.merge(exp.graphdef, params)(batch.tokens_BT), batch.labels_B)
 
     (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = exp.tx.update(grads, state.opt_state, state.params)
@@ -154,13 +152,8 @@ def evaluate(exp: Experiment, params: nnx.State, data: Data) -> dict[str, Any]:
     logits_NC = model(data.every.tokens_BT)
     labels_N = data.every.labels_B
 
-    def loss_and_acc(idx):
-        logits, labels = logits_NC[idx], labels_N[idx]
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-        return loss, (logits.argmax(-1) == labels).mean()
-
-    train_loss, train_acc = loss_and_acc(data.train_idx)
-    val_loss, val_acc = loss_and_acc(data.val_idx)
+    train_loss, train_acc = loss_and_accuracy(logits_NC[data.train_idx], labels_N[data.train_idx])
+    val_loss, val_acc = loss_and_accuracy(logits_NC[data.val_idx], labels_N[data.val_idx])
     metrics = {
         "train_loss": train_loss,
         "train_acc": train_acc,
@@ -197,22 +190,6 @@ def make_chunk_fn(exp: Experiment) -> Callable[[TrainState, Data, int], tuple[Tr
         return state, evaluate(exp, state.params, data)
 
     return jax.jit(run_steps, static_argnums=2, donate_argnums=0)
-
-
-def is_generalized(record: dict[str, Any]) -> bool:
-    return record["val_acc"] >= GENERALIZED_ACC
-
-
-def early_exit_due(history: list[dict[str, Any]], window: int) -> bool:
-    """True once validation accuracy has stayed >= 99% at every evaluation over `window` steps."""
-    if not history or not is_generalized(history[-1]):
-        return False
-    streak_start = history[-1]["step"]
-    for record in reversed(history):
-        if not is_generalized(record):
-            break
-        streak_start = record["step"]
-    return history[-1]["step"] - streak_start >= window
 
 
 class RunSink:

@@ -6,6 +6,7 @@ import pytest
 from conftest import GROKS, TINY
 
 from grokkit import train as T
+from grokkit.analysis import early_exit_due
 from grokkit.config import resolve
 from grokkit.errors import TrainingDiverged, UsageError
 from grokkit.rundir import RunDir
@@ -193,10 +194,10 @@ def test_nan_stops_with_an_explanation_and_keeps_the_good_checkpoint(tmp_path):
 
 def test_early_exit_rule():
     history = [{"step": s, "val_acc": a} for s, a in [(10, 0.5), (20, 0.995), (30, 0.98), (40, 0.99), (50, 1.0)]]
-    assert not T.early_exit_due(history, 20)
-    assert T.early_exit_due(history, 10)
-    assert T.early_exit_due(history[:2], 0)
-    assert not T.early_exit_due(history[:3], 0)
+    assert not early_exit_due(history, 20)
+    assert early_exit_due(history, 10)
+    assert early_exit_due(history[:2], 0)
+    assert not early_exit_due(history[:3], 0)
 
 
 @pytest.mark.slow
