@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import functools
+import inspect as pyinspect
 import io
 import time
+import typing
 from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,7 +19,20 @@ from rich.console import Console
 from rich.markup import escape
 
 from grokkit import __version__
-from grokkit.config import PRESETS, Activation, Config, Embed, ModelKind, OptimizerName, load_config_file, resolve
+from grokkit.config import (
+    PRESETS,
+    Activation,
+    Config,
+    DecayTarget,
+    Embed,
+    Grokfast,
+    Loss,
+    LossDtype,
+    ModelKind,
+    OptimizerName,
+    load_config_file,
+    resolve,
+)
 from grokkit.errors import GrokkitError, UsageError
 
 app = typer.Typer(
@@ -31,6 +47,7 @@ app = typer.Typer(
 DATA = "Data"
 MODEL = "Model"
 OPTIM = "Optimizer"
+GROK = "Grokking interventions"
 RUN = "Run"
 
 
@@ -161,6 +178,23 @@ def _write_dataset(out: Path, dataset, split, fmt: DataFormat) -> None:
         raise UsageError(f"cannot write {out}: {err.strerror}", option="--out") from None
 
 
+OPTION_KEYS = {
+    "task": "data.task", "p": "data.p", "train_frac": "data.train_frac", "seed": "seed",
+    "data_seed": "data.data_seed", "model": "model.kind", "layers": "model.layers", "d_model": "model.d_model",
+    "heads": "model.heads", "d_mlp": "model.d_mlp", "activation": "model.activation",
+    "layer_norm": "model.layer_norm", "width": "model.width", "depth": "model.depth", "embed": "model.embed",
+    "bias": "model.bias", "init_scale": "model.init_scale", "optimizer": "optim.name", "lr": "optim.lr",
+    "wd": "optim.wd", "beta1": "optim.beta1", "beta2": "optim.beta2", "momentum": "optim.momentum",
+    "warmup": "optim.warmup", "batch_size": "optim.batch_size", "decay_to": "optim.decay_to",
+    "orthograd": "optim.orthograd", "grokfast": "optim.grokfast", "grokfast_alpha": "optim.grokfast_alpha",
+    "grokfast_lambda": "optim.grokfast_lambda", "grokfast_window": "optim.grokfast_window", "loss": "train.loss",
+    "loss_dtype": "train.loss_dtype", "steps": "train.steps", "eval_every": "train.eval_every",
+    "checkpoint_every": "train.checkpoint_every", "keep_checkpoints": "train.keep_checkpoints",
+    "early_exit": "train.early_exit", "early_exit_window": "train.early_exit_window",
+}  # fmt: skip
+"""Each `train`/`sweep` option's config key."""
+
+
 @app.command()
 @_user_errors
 def train(
@@ -227,6 +261,14 @@ def train(
         bool | None,
         typer.Option("--bias/--no-bias", help=f"MLP model: biases. {_default('model.bias')}", rich_help_panel=MODEL),
     ] = None,
+    init_scale: Annotated[
+        float | None,
+        typer.Option(
+            help=f"Multiply every initial weight by this (Omnigrok: large scales delay generalization). "
+            f"{_default('model.init_scale')}",
+            rich_help_panel=MODEL,
+        ),
+    ] = None,
     optimizer: Annotated[
         OptimizerName | None,
         typer.Option(
@@ -254,6 +296,57 @@ def train(
     batch_size: Annotated[
         int | None,
         typer.Option(help=f"Minibatch size; 0 = full batch. {_default('optim.batch_size')}", rich_help_panel=OPTIM),
+    ] = None,
+    decay_to: Annotated[
+        DecayTarget | None,
+        typer.Option(
+            help=f"Weight decay pulls toward zero, or toward the initial weights (Power et al.). "
+            f"{_default('optim.decay_to')}",
+            rich_help_panel=OPTIM,
+        ),
+    ] = None,
+    orthograd: Annotated[
+        bool | None,
+        typer.Option(
+            "--orthograd/--no-orthograd",
+            help="⊥Grad (Prieto et al. 2025): remove each gradient's component along its weights, keep its norm. "
+            + _default("optim.orthograd"),
+            rich_help_panel=GROK,
+        ),
+    ] = None,
+    grokfast: Annotated[
+        Grokfast | None,
+        typer.Option(
+            help="Grokfast (Lee et al. 2024): add lambda x the EMA (or the moving average over a window) of "
+            f"past gradients. {_default('optim.grokfast')}",
+            rich_help_panel=GROK,
+        ),
+    ] = None,
+    grokfast_alpha: Annotated[
+        float | None,
+        typer.Option(help=f"Grokfast EMA decay. {_default('optim.grokfast_alpha')}", rich_help_panel=GROK),
+    ] = None,
+    grokfast_lambda: Annotated[
+        float | None,
+        typer.Option(help=f"Grokfast amplification. {_default('optim.grokfast_lambda')}", rich_help_panel=GROK),
+    ] = None,
+    grokfast_window: Annotated[
+        int | None,
+        typer.Option(help=f"Grokfast MA window. {_default('optim.grokfast_window')}", rich_help_panel=GROK),
+    ] = None,
+    loss: Annotated[
+        Loss | None,
+        typer.Option(
+            help="softmax cross-entropy, StableMax cross-entropy (Prieto et al. 2025), or squared error to the "
+            f"one-hot label (Gromov 2023). {_default('train.loss')}",
+            rich_help_panel=GROK,
+        ),
+    ] = None,
+    loss_dtype: Annotated[
+        LossDtype | None,
+        typer.Option(
+            help=f"Precision of the logits inside the loss. {_default('train.loss_dtype')}", rich_help_panel=GROK
+        ),
     ] = None,
     steps: Annotated[
         int | None, typer.Option(help=f"Step budget. {_default('train.steps')}", rich_help_panel=RUN)
@@ -322,17 +415,8 @@ def train(
     directory; runs/latest points to the newest. Ctrl-C saves a checkpoint and exits;
     `grokkit resume` continues bit-exactly.
     """
-    overrides = {
-        "data.task": task, "data.p": p, "data.train_frac": train_frac, "seed": seed, "data.data_seed": data_seed,
-        "model.kind": model, "model.layers": layers, "model.d_model": d_model, "model.heads": heads,
-        "model.d_mlp": d_mlp, "model.activation": activation, "model.layer_norm": layer_norm, "model.width": width,
-        "model.depth": depth, "model.embed": embed, "model.bias": bias,
-        "optim.name": optimizer, "optim.lr": lr, "optim.wd": wd, "optim.beta1": beta1, "optim.beta2": beta2,
-        "optim.momentum": momentum, "optim.warmup": warmup, "optim.batch_size": batch_size,
-        "train.steps": steps, "train.eval_every": eval_every, "train.checkpoint_every": checkpoint_every,
-        "train.keep_checkpoints": keep_checkpoints, "train.early_exit": early_exit,
-        "train.early_exit_window": early_exit_window,
-    }  # fmt: skip
+    options = locals()
+    overrides = {key: options[name] for name, key in OPTION_KEYS.items()}
     given = load_config_file(config_file) if config_file else {}
     given.update({key: value for key, value in overrides.items() if value is not None})
     if batch_size == 0:
@@ -346,6 +430,83 @@ def train(
     _run_with_progress(console, config.train.steps, lambda **kw: start_run(config, run_dir, **kw))
 
 
+def sweep(**options: Any) -> None:
+    """Train a grid of runs (seeds, train fractions, learning rates, ...) together in one compiled program.
+
+    Every train option is accepted; numeric and choice options also take a comma list
+    (--train-frac 0.3,0.4,0.5) and integer options a range start:stop[:step], stop excluded
+    (--seed 0:8). The grid is the product of the lists. Members that share array shapes
+    train as one vmapped program, sharded over all local devices; each member is an
+    ordinary run directory inside the sweep folder (report, resume and inspect work on
+    it). `grokkit report SWEEP_DIR` aggregates over seeds; `grokkit resume SWEEP_DIR`
+    continues the whole sweep. --shard i/n runs one of n slices of the grid, so a job
+    array on many machines can share one sweep folder.
+    """
+    from grokkit.render import sweep_plan
+    from grokkit.runner import start_sweep
+    from grokkit.sweep import SweepSpec, parse_shard, parse_values
+
+    shard = parse_shard(options["shard"])
+    given = load_config_file(options["config_file"]) if options["config_file"] else {}
+    axes: dict[str, list[Any]] = {}
+    for name, key in OPTION_KEYS.items():
+        raw = options[name]
+        if raw is None:
+            continue
+        if isinstance(raw, bool):
+            given[key] = raw
+            continue
+        values = parse_values(key, raw, option="--" + name.replace("_", "-"))
+        if key == "optim.batch_size":
+            values = [None if v == 0 else v for v in values]
+        if len(values) == 1:
+            given[key] = values[0]
+        else:
+            given.pop(key, None)
+            axes[key] = values
+    base = resolve(options["preset"], given)
+    spec = SweepSpec(base, axes)
+    members = spec.members()
+    run_dir = options["run_dir"] or _default_sweep_dir(base)
+    console = _stdout()
+    console.print(sweep_plan(spec, members, shard, str(run_dir)))
+    _sweep_with_progress(console, lambda **kw: start_sweep(spec, run_dir, shard=shard, **kw))
+
+
+def _default_sweep_dir(config: Config) -> Path:
+    return Path("runs") / f"sweep-{config.data.task}-p{config.data.p}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _sweep_signature() -> pyinspect.Signature:
+    """`train`'s options, each as a string that may hold a list or range; plus --shard."""
+    params = []
+    for param in pyinspect.signature(train, eval_str=True).parameters.values():
+        hint, info = typing.get_args(param.annotation)
+        info = copy.copy(info)
+        if param.name == "run_dir":
+            info.help = "Sweep folder. \\[default: runs/sweep-<task>-p<p>-<timestamp>]"
+        elif bool not in typing.get_args(hint) and param.name in OPTION_KEYS:
+            ranges = " or a range a:b." if int in typing.get_args(hint) else "."
+            info.help = f"{info.help} A list a,b,c{ranges}"
+            hint = str | None
+        params.append(param.replace(annotation=Annotated[hint, info]))
+    shard = Annotated[
+        str | None,
+        typer.Option(
+            help="Run only slice i of n of the grid (0 <= i < n), e.g. a Slurm array task: "
+            "--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT. Shards share one sweep folder.",
+            rich_help_panel=RUN,
+        ),
+    ]
+    params.append(pyinspect.Parameter("shard", pyinspect.Parameter.KEYWORD_ONLY, default=None, annotation=shard))
+    return pyinspect.Signature(params)
+
+
+sweep = _user_errors(sweep)
+sweep.__signature__ = _sweep_signature()
+app.command()(sweep)
+
+
 @app.command()
 @_user_errors
 def resume(
@@ -355,15 +516,29 @@ def resume(
         bool | None, typer.Option("--early-exit/--no-early-exit", help="Override the run's early-exit rule.")
     ] = None,
     force: Annotated[bool, typer.Option(help="Resume even if versions or devices differ from env.json.")] = False,
+    shard: Annotated[
+        str | None, typer.Option(help="Sweeps: continue only slice i of n of the grid (as in `grokkit sweep`).")
+    ] = None,
 ) -> None:
-    """Continue a run from its newest valid checkpoint, bit-exactly.
+    """Continue a run (or a whole sweep) from its newest valid checkpoint, bit-exactly.
 
     metrics.jsonl is trimmed back to the checkpoint's step; a checkpoint that fails to
     load is named and the previous one used. A run stopped before its first checkpoint
-    starts again from step 0.
+    starts again from step 0. Given a sweep folder, every unfinished member continues
+    (members with a different step train in their own group).
     """
     from grokkit.rundir import RunDir
-    from grokkit.runner import resume_run
+    from grokkit.runner import resume_run, resume_sweep
+    from grokkit.sweep import is_sweep, parse_shard
+
+    if is_sweep(run_dir):
+        if steps is not None or early_exit is not None:
+            raise UsageError("--steps and --early-exit apply to single runs; resume the member's folder instead")
+        chosen = parse_shard(shard)
+        _sweep_with_progress(_stdout(), lambda **kw: resume_sweep(run_dir, shard=chosen, force=force, **kw))
+        return
+    if shard is not None:
+        raise UsageError(f"{run_dir} is a single run, not a sweep folder", option="--shard")
 
     total = steps or RunDir.open(run_dir).config().train.steps
     _run_with_progress(
@@ -387,21 +562,40 @@ def report(
     ] = None,
     plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Draw the terminal plots.")] = True,
 ) -> None:
-    """Summarize runs: milestones, grokking delay, verdict, and what early stopping would have done.
+    """Summarize runs (or a sweep): milestones, grokking delay, verdict, what early stopping would have done.
 
     One run: setup, first steps at 50/95/99% train and validation accuracy, the grokking
     delay and ratio, a verdict (grokked, comprehension, memorization only, not yet fit,
     still training), the early-stopping counterfactual (stop after --patience evaluations
     without a new best validation loss, ship the best weights), the parameter-norm
     trajectory, and accuracy/loss curves on a log step axis. Several runs: one comparison
-    table and overlaid validation curves. Works on runs still training or interrupted.
+    table and overlaid validation curves. A sweep folder: one row per grid point pooled over
+    seeds (median and range of the 99% steps, how many generalized, verdicts) and a phase
+    diagram of time to grok against the swept hyperparameter(s); --json gives per-member rows
+    and the aggregates. Works on runs still training or interrupted.
     """
     import json
 
-    from grokkit.render import comparison_view, report_view
-    from grokkit.reporting import load_run, write_figure
+    from grokkit.render import comparison_view, report_view, sweep_view
+    from grokkit.reporting import load_run, load_sweep, write_figure, write_sweep_figure
+    from grokkit.sweep import is_sweep
 
-    runs = [load_run(path, patience) for path in (run_dirs or [Path("runs/latest")])]
+    paths = run_dirs or [Path("runs/latest")]
+    if any(is_sweep(path) for path in paths):
+        if len(paths) != 1:
+            raise UsageError("pass one sweep folder at a time (or several single runs)")
+        sweep = load_sweep(paths[0], patience)
+        if png is not None:
+            write_sweep_figure(sweep, png)
+        console = _stdout()
+        if json_out:
+            console.out(json.dumps(sweep.as_json()), highlight=False)
+            return
+        console.print(sweep_view(sweep, min(console.width, 100), plot=plot))
+        if png is not None:
+            console.print(f"figure written to {escape(str(png))}")
+        return
+    runs = [load_run(path, patience) for path in paths]
     console, errors = _stdout(), _stderr()
     for run in runs:
         if run.bad_lines:
@@ -428,6 +622,36 @@ def report(
     console.print(view)
     if png is not None:
         console.print(f"figure written to {escape(str(png))}")
+
+
+@app.command()
+@_user_errors
+def compare(
+    baseline: Annotated[Path, typer.Argument(help="Baseline run directory or sweep folder.")],
+    candidate: Annotated[Path, typer.Argument(help="Candidate run directory or sweep folder.")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print the comparison as one JSON object.")] = False,
+) -> None:
+    """Is the candidate faster to generalize than the baseline, and is the comparison fair?
+
+    For 50/95/99% validation accuracy: the median step (and seconds) at which each side first
+    got there, pooled over seeds when sweep folders are given, and the speed-up. A baseline
+    that never got there gives a lower bound (its trained steps). Warns about what makes the
+    claim unfair: a different task, model, learning rate or effective learning rate (Grokfast),
+    weight decay or loss; a single seed; a baseline whose learning rate and weight decay were
+    not swept.
+    """
+    import json
+
+    from grokkit.comparison import compare as compare_sides
+    from grokkit.render import comparison_report
+    from grokkit.reporting import load_side
+
+    result = compare_sides(load_side(baseline, "baseline"), load_side(candidate, "candidate"))
+    console = _stdout()
+    if json_out:
+        console.out(json.dumps(result), highlight=False)
+        return
+    console.print(comparison_report(result))
 
 
 @app.command()
@@ -552,6 +776,44 @@ def _run_with_progress(console: Console, steps: int, launch, resuming: bool = Fa
             result = launch(**callbacks)
     console.print(run_outcome(str(result.run_dir), result.reason, result.summary, time.perf_counter() - start))
     if result.reason == "interrupted":
+        raise typer.Exit(130)
+
+
+def _sweep_with_progress(console: Console, launch) -> None:
+    """Run a sweep with one line per group (members done and generalized), live on a terminal."""
+    from rich.live import Live
+
+    from grokkit.render import sweep_group_line, sweep_outcome
+    from grokkit.runner import StopRequest
+
+    lines: dict[int, str] = {}
+    last_printed: dict[int, tuple] = {}
+    clock = {"start": time.perf_counter()}
+    live = Live("", console=console, refresh_per_second=4, transient=False) if console.is_terminal else None
+
+    def notify(message: str) -> None:
+        console.print(f"[dim]{escape(message)}[/]")
+
+    def on_group(group: int, groups: int, step: int, steps: int, lanes: list) -> None:
+        line = sweep_group_line(group, groups, step, steps, lanes, time.perf_counter() - clock["start"])
+        lines[group] = line
+        if live is not None:
+            live.update("\n".join(lines[g] for g in sorted(lines)))
+            return
+        counts = (sum(lane.reason is not None for lane in lanes), step * 10 // max(steps, 1))
+        if last_printed.get(group) != counts:
+            last_printed[group] = counts
+            console.print(line, soft_wrap=True)
+
+    stop = StopRequest()
+    with stop.installed():
+        if live is not None:
+            with live:
+                result = launch(notify=notify, on_group=on_group, stop=stop)
+        else:
+            result = launch(notify=notify, on_group=on_group, stop=stop)
+    console.print(sweep_outcome(result))
+    if result.interrupted:
         raise typer.Exit(130)
 
 

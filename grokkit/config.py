@@ -38,6 +38,28 @@ class OptimizerName(StrEnum):
     sgd = "sgd"
 
 
+class Grokfast(StrEnum):
+    none = "none"
+    ema = "ema"
+    ma = "ma"
+
+
+class DecayTarget(StrEnum):
+    zero = "zero"
+    init = "init"
+
+
+class Loss(StrEnum):
+    softmax = "softmax"
+    stablemax = "stablemax"
+    mse = "mse"
+
+
+class LossDtype(StrEnum):
+    float32 = "float32"
+    float64 = "float64"
+
+
 @dataclass(frozen=True)
 class DataConfig:
     task: str = "mod-add"
@@ -62,6 +84,7 @@ class ModelConfig:
     depth: int = 1  # MLP model: hidden layers
     embed: Embed = Embed.concat  # MLP model: how the operands' one-hot inputs are combined
     bias: bool = True  # MLP model: biases in its linear layers
+    init_scale: float = 1.0  # every initial weight multiplied by this (Liu et al. 2023, Omnigrok)
 
 
 @dataclass(frozen=True)
@@ -74,6 +97,12 @@ class OptimConfig:
     momentum: float = 0.0  # SGD only
     warmup: int = 10
     batch_size: int | None = None  # None: full batch
+    decay_to: DecayTarget = DecayTarget.zero  # init: decay toward the initial weights (Power et al.'s to_init)
+    orthograd: bool = False  # Prieto et al. 2025: drop the gradient's component along the weights
+    grokfast: Grokfast = Grokfast.none  # Lee et al. 2024: amplify the slow gradient component
+    grokfast_alpha: float = 0.98  # EMA decay
+    grokfast_lambda: float = 2.0  # amplification
+    grokfast_window: int = 100  # MA window
 
 
 @dataclass(frozen=True)
@@ -84,6 +113,8 @@ class TrainConfig:
     keep_checkpoints: int = 3
     early_exit: bool = True
     early_exit_window: int = 500  # stop after validation accuracy has stayed >= 99% this many steps
+    loss: Loss = Loss.softmax
+    loss_dtype: LossDtype = LossDtype.float32  # precision of the logits inside the loss (Prieto et al. 2025)
 
 
 @dataclass(frozen=True)
@@ -225,6 +256,22 @@ class Preset:
     overrides: dict[str, Any]
 
 
+_GROKFAST_BASE: dict[str, Any] = {
+    "data.task": "mod-mul", "data.p": 97, "data.train_frac": 0.5, "model.kind": ModelKind.transformer,
+    "model.layers": 2, "model.d_model": 128, "model.heads": 4, "model.d_mlp": 512, "model.activation": Activation.gelu,
+    "model.layer_norm": True, "optim.name": OptimizerName.adam, "optim.lr": 1e-3, "optim.wd": 0.0,
+    "optim.beta1": 0.9, "optim.beta2": 0.98, "optim.warmup": 10, "optim.batch_size": 512,
+    "train.steps": 100_000, "train.eval_every": 50, "train.checkpoint_every": 1000,
+}  # fmt: skip
+
+_PRIETO_BASE: dict[str, Any] = {
+    "data.task": "mod-add", "data.p": 113, "data.train_frac": 0.4, "model.kind": ModelKind.mlp,
+    "model.width": 200, "model.depth": 2, "model.activation": Activation.relu, "model.embed": Embed.concat,
+    "model.bias": False, "optim.name": OptimizerName.adamw, "optim.lr": 0.01, "optim.wd": 0.0,
+    "optim.beta1": 0.9, "optim.beta2": 0.999, "optim.warmup": 0, "optim.batch_size": None,
+    "train.steps": 5000, "train.eval_every": 25, "train.checkpoint_every": 500,
+}  # fmt: skip
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in [
@@ -284,6 +331,106 @@ PRESETS: dict[str, Preset] = {
                 "train.checkpoint_every": 1000,
             },
         ),
+        Preset(
+            "grokfast2024-baseline",
+            "x*y mod 97, 50% train, 2-layer pre-LN GELU transformer (128, 4 heads, d_mlp 512), Adam lr 1e-3, "
+            "betas (0.9, 0.98), no weight decay, batch 512, 10-step warmup (the paper: 39,890 steps to 95% val)",
+            "Lee et al. 2024, Grokfast: Accelerated Grokking by Amplifying Slow Gradients (baseline of Table 1)",
+            _GROKFAST_BASE,
+        ),
+        Preset(
+            "grokfast2024",
+            "grokfast2024-baseline plus the Grokfast EMA filter (alpha 0.98, lambda 2) and coupled L2 weight decay "
+            "0.005 (the paper: 910 steps to 95% val)",
+            "Lee et al. 2024, Grokfast (Table 1, EMA)",
+            {
+                **_GROKFAST_BASE,
+                "optim.grokfast": Grokfast.ema,
+                "optim.grokfast_alpha": 0.98,
+                "optim.grokfast_lambda": 2.0,
+                "optim.wd": 0.005,
+            },
+        ),
+        Preset(
+            "grokfast2024-ma",
+            "grokfast2024-baseline plus the Grokfast MA filter (window 100, lambda 5) and coupled L2 weight decay "
+            "0.01 (the paper: 790 steps to 95% val)",
+            "Lee et al. 2024, Grokfast (Table 1, MA)",
+            {
+                **_GROKFAST_BASE,
+                "optim.grokfast": Grokfast.ma,
+                "optim.grokfast_window": 100,
+                "optim.grokfast_lambda": 5.0,
+                "optim.wd": 0.01,
+            },
+        ),
+        Preset(
+            "prieto2025-stablemax",
+            "a+b mod 113, 40% train, MLP 2 x 200 ReLU without biases on concatenated one-hot inputs, full batch, "
+            "Adam lr 0.01, beta2 0.999, no weight decay, StableMax cross-entropy",
+            "Prieto et al. 2025, Grokking at the Edge of Numerical Stability (StableMax)",
+            {**_PRIETO_BASE, "train.loss": Loss.stablemax},
+        ),
+        Preset(
+            "prieto2025-orthograd",
+            "the prieto2025-stablemax setup with softmax cross-entropy and ⊥Grad before AdamW (beta2 0.99, "
+            "no weight decay)",
+            "Prieto et al. 2025, Grokking at the Edge of Numerical Stability (⊥AdamW)",
+            {**_PRIETO_BASE, "optim.orthograd": True, "optim.beta2": 0.99},
+        ),
+        Preset(
+            "gromov2023",
+            "a+b mod 97, 30% train, MLP with one hidden layer of 500 quadratic units, no biases, one-hot inputs, "
+            "MSE to one-hot targets, full batch, AdamW lr 1e-2, no weight decay",
+            "Gromov 2023, Grokking modular arithmetic",
+            {
+                "data.task": "mod-add",
+                "data.p": 97,
+                "data.train_frac": 0.3,
+                "model.kind": ModelKind.mlp,
+                "model.width": 500,
+                "model.depth": 1,
+                "model.activation": Activation.quadratic,
+                "model.embed": Embed.concat,
+                "model.bias": False,
+                "optim.name": OptimizerName.adamw,
+                "optim.lr": 1e-2,
+                "optim.wd": 0.0,
+                "optim.warmup": 0,
+                "optim.batch_size": None,
+                "train.loss": Loss.mse,
+                "train.steps": 3000,
+                "train.eval_every": 10,
+                "train.checkpoint_every": 500,
+            },
+        ),
+        Preset(
+            "omnigrok-initscale",
+            "Omnigrok's MNIST recipe moved to a+b mod 97 (40% train): MLP 3 x 200 ReLU, MSE loss, AdamW lr 1e-3, "
+            "wd 0.01, every initial weight x8; lower --init-scale to remove the delay",
+            "Liu et al. 2023, Omnigrok: Grokking Beyond Algorithmic Data (Fig. 1, init scale 8)",
+            {
+                "data.task": "mod-add",
+                "data.p": 97,
+                "data.train_frac": 0.4,
+                "model.kind": ModelKind.mlp,
+                "model.width": 200,
+                "model.depth": 3,
+                "model.activation": Activation.relu,
+                "model.embed": Embed.concat,
+                "model.bias": True,
+                "model.init_scale": 8.0,
+                "optim.name": OptimizerName.adamw,
+                "optim.lr": 1e-3,
+                "optim.wd": 0.01,
+                "optim.warmup": 0,
+                "optim.batch_size": None,
+                "train.loss": Loss.mse,
+                "train.steps": 50_000,
+                "train.eval_every": 100,
+                "train.checkpoint_every": 1000,
+            },
+        ),
     ]
 }
 
@@ -322,7 +469,9 @@ def validate(config: Config) -> None:
     """Raise a UsageError naming the option and the accepted range for any invalid value."""
     d, m, o, t = config.data, config.model, config.optim, config.train
     for option, value in [("--train-frac", d.train_frac), ("--lr", o.lr), ("--wd", o.wd), ("--beta1", o.beta1),
-                          ("--beta2", o.beta2), ("--momentum", o.momentum)]:  # fmt: skip
+                          ("--beta2", o.beta2), ("--momentum", o.momentum), ("--init-scale", m.init_scale),
+                          ("--grokfast-alpha", o.grokfast_alpha),
+                          ("--grokfast-lambda", o.grokfast_lambda)]:  # fmt: skip
         _require(math.isfinite(value), option, f"must be a finite number, got {value}")
     get_task(d.task)
     validate_task_params(d.task, d.p, d.n_bits, d.k_bits, d.n_samples)
@@ -349,6 +498,10 @@ def validate(config: Config) -> None:
     _require(0 <= o.beta1 < 1, "--beta1", f"must be in [0, 1), got {o.beta1}")
     _require(0 <= o.beta2 < 1, "--beta2", f"must be in [0, 1), got {o.beta2}")
     _require(0 <= o.momentum < 1, "--momentum", f"must be in [0, 1), got {o.momentum}")
+    _require(m.init_scale > 0, "--init-scale", f"must be > 0, got {m.init_scale}")
+    _require(0 <= o.grokfast_alpha < 1, "--grokfast-alpha", f"must be in [0, 1), got {o.grokfast_alpha}")
+    _require(o.grokfast_lambda >= 0, "--grokfast-lambda", f"must be >= 0, got {o.grokfast_lambda}")
+    _require(o.grokfast_window >= 1, "--grokfast-window", f"must be >= 1, got {o.grokfast_window}")
     _require(o.warmup >= 0, "--warmup", f"must be >= 0, got {o.warmup}")
     if o.batch_size is not None:
         _require(

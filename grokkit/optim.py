@@ -1,33 +1,134 @@
-"""The optimizer as one composed optax chain, built once per run from the config."""
+"""The optimizer as one composed optax chain, built once per run from the config.
+
+Numeric hyperparameters live in the optimizer state (optax.inject_hyperparams), so runs that
+differ only in them share one compiled program (and can be stacked by `grokkit sweep`).
+"""
 
 from __future__ import annotations
 
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
 import optax
 
-from grokkit.config import OptimConfig, OptimizerName
+from grokkit.config import DecayTarget, Grokfast, OptimConfig, OptimizerName
+
+INJECTED = ("lr", "wd", "beta1", "beta2", "momentum", "grokfast_alpha", "grokfast_lambda")
 
 
-def learning_rate(cfg: OptimConfig) -> optax.Schedule:
-    """Linear warmup from 0 over `warmup` steps, then constant (Nanda et al.: lr * min(step/10, 1))."""
-    if cfg.warmup == 0:
-        return optax.constant_schedule(cfg.lr)
-    return optax.linear_schedule(0.0, cfg.lr, transition_steps=cfg.warmup)
+def hyperparameters(cfg: OptimConfig) -> dict[str, float]:
+    """The values kept in the optimizer state rather than compiled into the step."""
+    return {name: float(getattr(cfg, name)) for name in INJECTED}
 
 
-def build_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
-    """AdamW (decoupled decay, scaled by lr as in PyTorch), Adam with coupled L2, or SGD."""
-    schedule = learning_rate(cfg)
+def build_optimizer(cfg: OptimConfig, values: dict[str, object] | None = None) -> optax.GradientTransformation:
+    """The chain for `cfg`'s structure, with `values` (default: cfg's own) as its injected hyperparameters."""
+    return optax.inject_hyperparams(partial(_chain, cfg))(**(values or hyperparameters(cfg)))
+
+
+def _chain(cfg: OptimConfig, lr, wd, beta1, beta2, momentum, grokfast_alpha, grokfast_lambda):
+    """⊥Grad, Grokfast, then AdamW (decoupled decay, scaled by lr as in PyTorch), Adam with coupled L2, or SGD."""
+    parts = []
+    if cfg.orthograd:
+        parts.append(orthogonal_gradient())
+    if Grokfast(cfg.grokfast) == Grokfast.ema:
+        parts.append(grokfast_ema(grokfast_alpha, grokfast_lambda))
+    elif Grokfast(cfg.grokfast) == Grokfast.ma:
+        parts.append(grokfast_ma(cfg.grokfast_window, grokfast_lambda))
+    decay = decay_toward_init(wd) if DecayTarget(cfg.decay_to) == DecayTarget.init else optax.add_decayed_weights(wd)
     name = OptimizerName(cfg.name)
     if name == OptimizerName.adamw:
-        parts = [
-            optax.scale_by_adam(b1=cfg.beta1, b2=cfg.beta2, eps=1e-8),
-            optax.add_decayed_weights(cfg.wd),
-        ]
+        parts += [optax.scale_by_adam(b1=beta1, b2=beta2, eps=1e-8), decay]
     elif name == OptimizerName.adam:
-        parts = [
-            optax.add_decayed_weights(cfg.wd),
-            optax.scale_by_adam(b1=cfg.beta1, b2=cfg.beta2, eps=1e-8),
-        ]
+        parts += [decay, optax.scale_by_adam(b1=beta1, b2=beta2, eps=1e-8)]
     else:
-        parts = [optax.add_decayed_weights(cfg.wd), optax.trace(decay=cfg.momentum)]
-    return optax.chain(*parts, optax.scale_by_learning_rate(schedule))
+        parts += [decay, optax.trace(decay=momentum)]
+    return optax.chain(*parts, optax.scale_by_learning_rate(learning_rate(cfg, lr)))
+
+
+def learning_rate(cfg: OptimConfig, peak: float | jax.Array | None = None) -> optax.Schedule:
+    """Linear warmup from 0 over `warmup` steps, then constant (Nanda et al.: lr * min(step/10, 1))."""
+    peak = cfg.lr if peak is None else peak
+    if cfg.warmup == 0:
+        return optax.constant_schedule(peak)
+    return optax.linear_schedule(0.0, peak, transition_steps=cfg.warmup)
+
+
+class GrokfastEmaState(NamedTuple):
+    count: jax.Array  # int32 []
+    mu: optax.Updates
+
+
+def grokfast_ema(alpha: float, lam: float) -> optax.GradientTransformation:
+    """Lee et al. 2024: mu <- alpha mu + (1 - alpha) g (mu starts at the first gradient); emit g + lam mu."""
+
+    def init(params):
+        return GrokfastEmaState(jnp.zeros((), jnp.int32), jax.tree.map(jnp.zeros_like, params))
+
+    def update(grads, state, params=None):
+        first = state.count == 0
+        mu = jax.tree.map(lambda m, g: jnp.where(first, g, alpha * m + (1 - alpha) * g), state.mu, grads)
+        out = jax.tree.map(lambda g, m: g + lam * m, grads, mu)
+        return out, GrokfastEmaState(state.count + 1, mu)
+
+    return optax.GradientTransformation(init, update)
+
+
+class GrokfastMaState(NamedTuple):
+    count: jax.Array  # int32 [], gradients seen
+    window: optax.Updates  # per leaf [W, ...], a ring buffer of the last W gradients
+
+
+def grokfast_ma(window: int, lam: float) -> optax.GradientTransformation:
+    """Lee et al. 2024: once W gradients are stored, emit g + lam * mean(last W gradients, g included)."""
+
+    def init(params):
+        return GrokfastMaState(
+            jnp.zeros((), jnp.int32), jax.tree.map(lambda p: jnp.zeros((window, *p.shape), p.dtype), params)
+        )
+
+    def update(grads, state, params=None):
+        slot = state.count % window
+        buffer = jax.tree.map(lambda b, g: b.at[slot].set(g), state.window, grads)
+        full = state.count + 1 >= window
+        out = jax.tree.map(lambda g, b: jnp.where(full, g + lam * b.mean(0), g), grads, buffer)
+        return out, GrokfastMaState(state.count + 1, buffer)
+
+    return optax.GradientTransformation(init, update)
+
+
+def orthogonal_gradient(eps: float = 1e-30) -> optax.GradientTransformation:
+    """Prieto et al. 2025 (⊥Grad): per tensor, g_perp = g - (w.g / w.w) w, rescaled to |g|."""
+
+    def update(grads, state, params=None):
+        if params is None:
+            raise ValueError("orthogonal_gradient needs the parameters")
+
+        def project(g, w):
+            g_perp = g - (jnp.vdot(w, g) / (jnp.vdot(w, w) + eps)) * w
+            return g_perp * (jnp.linalg.norm(g) / (jnp.linalg.norm(g_perp) + eps))
+
+        return jax.tree.map(project, grads, params), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+class DecayToInitState(NamedTuple):
+    init_params: optax.Params
+
+
+def decay_toward_init(wd: float) -> optax.GradientTransformation:
+    """Weight decay toward the initial weights instead of zero: adds wd * (w - w_0) (Power et al.'s to_init)."""
+
+    def init(params):
+        return DecayToInitState(jax.tree.map(jnp.asarray, params))
+
+    def update(updates, state, params=None):
+        if params is None:
+            raise ValueError("decay_toward_init needs the parameters")
+        out = jax.tree.map(lambda u, w, w0: u + wd * (w - w0), updates, params, state.init_params)
+        return out, state
+
+    return optax.GradientTransformation(init, update)

@@ -9,6 +9,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from grokkit.analysis import milestones
 from grokkit.config import Config, ModelKind
 from grokkit.data import TASKS, Dataset, Split, input_space_size
 
@@ -422,3 +423,162 @@ def inspect_view(result) -> Group:
         table,
         summary,
     )
+
+
+def sweep_plan(spec, members, shard: tuple[int, int], sweep_dir: str) -> Group:
+    """What a sweep will train: the base setup, the axes, the member count and shard."""
+    axes = Table.grid(padding=(0, 1))
+    axes.add_column(style="bold")
+    axes.add_column()
+    for key, values in spec.axes.items():
+        axes.add_row(key, ", ".join(f"{v:g}" if isinstance(v, float) else str(getattr(v, "value", v)) for v in values))
+    index, count = shard
+    mine = len(members[index::count])
+    where = f"{mine} of {len(members)} members (shard {index}/{count})" if count > 1 else f"{len(members)} members"
+    return Group(describe_config(spec.base), axes, Text(f"sweep: {where} -> {sweep_dir}", style="bold"))
+
+
+def sweep_group_line(group: int, groups: int, step: int, steps: int, lanes: list, elapsed_s: float) -> str:
+    """One progress line for a group of members trained together."""
+    done = sum(lane.reason is not None for lane in lanes)
+    generalized = sum(milestones(lane.history)["generalized_step"] is not None for lane in lanes)
+    return (
+        f"group {group + 1}/{groups}: {len(lanes)} members  step {step:>7,}/{steps:,}  "
+        f"done {done}/{len(lanes)}  generalized {generalized}/{len(lanes)}  {_duration(elapsed_s)}"
+    )
+
+
+def sweep_outcome(result) -> Text:
+    """The closing lines of a sweep: how each member ended, and where to look next."""
+    counts: dict[str, int] = {}
+    for reason in result.reasons.values():
+        counts[reason] = counts.get(reason, 0) + 1
+    text = Text()
+    text.append(f"Sweep {'interrupted' if result.interrupted else 'done'}: ", style="bold")
+    text.append(", ".join(f"{n} {reason}" for reason, n in sorted(counts.items())) or "nothing to train")
+    text.append(f"; {result.groups} group(s), {_duration(result.elapsed_s)}.\n")
+    if result.interrupted:
+        text.append(f"Continue with: grokkit resume {result.sweep_dir}\n")
+    text.append(f"Sweep folder: {result.sweep_dir}\nSummary: grokkit report {result.sweep_dir}")
+    return text
+
+
+def _value(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _median_range(row: dict[str, Any], name: str) -> str:
+    median = row[f"{name}_median"]
+    if median is None:
+        return "—"
+    low, high = row[f"{name}_min"], row[f"{name}_max"]
+    spread = f" [{low:,}–{high:,}]" if low != high else ""
+    return f"{median:,.0f}{spread}"
+
+
+def sweep_view(sweep, width: int = 80, plot: bool = True) -> Group:
+    """The sweep table (one row per grid point, seeds pooled) and a phase diagram of time to grok."""
+    from grokkit.sweep import swept_point_keys
+
+    keys = [k for k in sweep.spec.axes if k in {k for r in sweep.aggregates for k in r["point"]}]
+    table = Table(title=f"sweep {sweep.path.name}: {len(sweep.members)} members", title_justify="left")
+    for key in keys:
+        table.add_column(key.rsplit(".", 1)[-1], style="bold")
+    for column in ("runs", "train 99% median \\[range]", "val 99% median \\[range]", "generalized"):
+        table.add_column(column, justify="right")
+    table.add_column("verdicts")
+    for row in sweep.aggregates:
+        runs = f"{row['started']}/{row['members']}"
+        verdicts = ", ".join(f"{n} {v}" for v, n in sorted(row["verdicts"].items()))
+        table.add_row(
+            *(_value(row["point"][k]) for k in keys),
+            runs,
+            _median_range(row, "memorized"),
+            _median_range(row, "generalized"),
+            f"{row['generalized']}/{row['started']}",
+            verdicts or "—",
+        )
+    parts: list[Any] = [table]
+    swept = swept_point_keys(sweep.spec)
+    if plot and len(swept) == 1 and all(isinstance(v, int | float) for v in sweep.spec.axes[swept[0]]):
+        rows = [r for r in sweep.aggregates if r["generalized_median"] is not None]
+        if rows:
+            key = swept[0]
+            parts.append(_phase_line(key, rows, width))
+    elif plot and len(swept) == 2:
+        parts.append(_phase_grid(sweep, swept))
+    return Group(*parts)
+
+
+def _phase_line(key: str, rows: list[dict[str, Any]], width: int) -> Text:
+    from uniplot import plot_to_string
+
+    xs = [float(r["point"][key]) for r in rows]
+    plot = plot_to_string(
+        [[float(r["generalized_median"]) for r in rows], [float(r["generalized_max"]) for r in rows],
+         [float(r["generalized_min"]) for r in rows]],
+        [xs, xs, xs],
+        lines=True,
+        y_as_log=True,
+        title=f"time to grok (step to 99% validation accuracy, log) vs {key.rsplit('.', 1)[-1]}",
+        legend_labels=["median", "slowest seed", "fastest seed"],
+        width=max(20, width - 12),
+        height=9,
+        color=True,
+    )  # fmt: skip
+    return Text.from_ansi(plot if isinstance(plot, str) else "\n".join(plot))
+
+
+def _phase_grid(sweep, keys: list[str]) -> Table:
+    """Median step to 99% validation accuracy over two swept axes; "—" where no seed generalized."""
+    rows_axis, cols_axis = keys
+    table = Table(title="time to grok (median step to 99% validation accuracy)", title_justify="left")
+    table.add_column(f"{rows_axis.rsplit('.', 1)[-1]} \\ {cols_axis.rsplit('.', 1)[-1]}", style="bold")
+    columns = [getattr(v, "value", v) for v in sweep.spec.axes[cols_axis]]
+    for value in columns:
+        table.add_column(_value(value), justify="right")
+    found = [r["generalized_median"] for r in sweep.aggregates if r["generalized_median"] is not None]
+    low, high = (min(found), max(found)) if found else (0, 1)
+    for row_value in (getattr(v, "value", v) for v in sweep.spec.axes[rows_axis]):
+        cells = []
+        for col_value in columns:
+            match = [r for r in sweep.aggregates if r["point"].get(rows_axis) == row_value
+                     and r["point"].get(cols_axis) == col_value]  # fmt: skip
+            median = match[0]["generalized_median"] if match else None
+            if median is None:
+                cells.append(Text("—", style="dim"))
+                continue
+            shade = 0.0 if high == low else (median - low) / (high - low)
+            style = "green" if shade < 1 / 3 else "yellow" if shade < 2 / 3 else "red"
+            cells.append(Text(f"{median:,.0f}", style=style))
+        table.add_row(_value(row_value), *cells)
+    return table
+
+
+def comparison_report(result: dict[str, Any]) -> Group:
+    """`grokkit compare`: steps and seconds to each validation threshold on both sides, the speed-ups, warnings."""
+    table = Table(title=f"{result['candidate']} vs {result['baseline']}", title_justify="left")
+    for column in ("val acc", "baseline steps", "candidate steps", "speed-up (steps)", "baseline s", "candidate s",
+                   "speed-up (time)"):  # fmt: skip
+        table.add_column(column, justify="right")
+
+    def steps(side: dict[str, Any]) -> str:
+        if side["median_step"] is None:
+            return f"not in {side['trained_steps']:,}"
+        spread = f" [{side['min_step']:,}–{side['max_step']:,}]" if side["min_step"] != side["max_step"] else ""
+        return f"{side['median_step']:,.0f}{spread} ({side['reached']}/{side['runs']})"
+
+    def seconds(side: dict[str, Any]) -> str:
+        return "—" if side["median_s"] is None else f"{side['median_s']:.1f}"
+
+    for row in result["thresholds"]:
+        ratio = "—" if row["speedup_steps"] is None else f"{row['speedup_steps']:.1f}x"
+        if row["lower_bound"]:
+            ratio = f"> {ratio}"
+        time_ratio = "—" if row["speedup_s"] is None else f"{row['speedup_s']:.1f}x"
+        table.add_row(f"{100 * row['threshold']:g}%", steps(row["baseline"]), steps(row["candidate"]), ratio,
+                      seconds(row["baseline"]), seconds(row["candidate"]), time_ratio)  # fmt: skip
+    parts: list[Any] = [table, Text("steps: median [range] (runs that got there / runs)", style="dim")]
+    for warning in result["warnings"]:
+        parts.append(Text(f"warning: {warning}", style="yellow"))
+    return Group(*parts)

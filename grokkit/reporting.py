@@ -99,13 +99,7 @@ def export_tensorboard(run: LoadedRun, out: Path) -> int:
 
 def write_figure(run: LoadedRun, out: Path) -> None:
     """Accuracy and loss vs log step, milestones and the early-stopping point marked, norm on a twin axis."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise UsageError("figures need matplotlib: pip install 'grokkit[plot]'", option="--png") from None
+    plt = _pyplot()
     history, report = run.history, run.report
     steps = [max(r["step"], 1) for r in history]
     fig, (ax_acc, ax_loss) = plt.subplots(2, 1, figsize=(7, 6), sharex=True, constrained_layout=True)
@@ -138,3 +132,99 @@ def write_figure(run: LoadedRun, out: Path) -> None:
     fig.savefig(buffer, format="png", dpi=150)
     plt.close(fig)
     _write(out, buffer.getvalue(), "--png")
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    path: Path
+    spec: Any  # grokkit.sweep.SweepSpec
+    members: list[dict[str, Any]]  # per member: name, grid values, status, the run report (None: no run yet)
+    aggregates: list[dict[str, Any]]  # per grid point, seeds pooled
+
+    def as_json(self) -> dict[str, Any]:
+        axes = {k: [getattr(v, "value", v) for v in vs] for k, vs in self.spec.axes.items()}
+        return {"sweep_dir": str(self.path), "axes": axes, "members": self.members, "aggregates": self.aggregates}
+
+
+def load_sweep(path: Path, patience: int = DEFAULT_PATIENCE) -> SweepReport:
+    """Every member run of a sweep folder that exists so far (all shards), analysed and pooled over seeds."""
+    from grokkit.sweep import aggregate, open_sweep
+
+    path, spec = open_sweep(path)
+    members, reports = [], {}
+    for member in spec.members():
+        values = {k: getattr(v, "value", v) for k, v in member.values.items()}
+        if not (path / member.name / "config.json").is_file():
+            members.append({"name": member.name, "values": values, "status": "not started", "report": None})
+            continue
+        run = load_run(path / member.name, patience)
+        reports[member.name] = run.report
+        members.append({"name": member.name, "values": values, "status": run.status, "report": run.report})
+    return SweepReport(path, spec, members, aggregate(spec, reports))
+
+
+def write_sweep_figure(sweep: SweepReport, out: Path) -> None:
+    """Time to grok against the swept hyperparameter (line with seed range) or two of them (heatmap)."""
+    from grokkit.sweep import swept_point_keys
+
+    plt = _pyplot()
+    keys = swept_point_keys(sweep.spec)
+    fig, ax = plt.subplots(figsize=(6.5, 4.5), constrained_layout=True)
+    rows = sweep.aggregates
+    if len(keys) == 2:
+        xs, ys = sweep.spec.axes[keys[1]], sweep.spec.axes[keys[0]]
+        grid = [[float("nan")] * len(xs) for _ in ys]
+        for row in rows:
+            value = row["generalized_median"]
+            i = [getattr(v, "value", v) for v in ys].index(row["point"][keys[0]])
+            j = [getattr(v, "value", v) for v in xs].index(row["point"][keys[1]])
+            grid[i][j] = value if value is not None else float("nan")
+        image = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis")
+        ax.set_xticks(range(len(xs)), [str(getattr(v, "value", v)) for v in xs])
+        ax.set_yticks(range(len(ys)), [str(getattr(v, "value", v)) for v in ys])
+        ax.set_xlabel(keys[1])
+        ax.set_ylabel(keys[0])
+        fig.colorbar(image, ax=ax, label="median step to 99% validation accuracy")
+    else:
+        key = keys[0] if keys else None
+        done = [r for r in rows if r["generalized_median"] is not None]
+        xs = [r["point"][key] if key else 0 for r in done]
+        medians = [r["generalized_median"] for r in done]
+        low = [m - r["generalized_min"] for m, r in zip(medians, done, strict=True)]
+        high = [r["generalized_max"] - m for m, r in zip(medians, done, strict=True)]
+        ax.errorbar(xs, medians, yerr=[low, high], marker="o", capsize=3)
+        ax.set_yscale("log")
+        ax.set_xlabel(key or "")
+        ax.set_ylabel("step to 99% validation accuracy (median, seed range)")
+    ax.set_title(f"{sweep.path.name}: time to grok")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=150)
+    plt.close(fig)
+    _write(out, buffer.getvalue(), "--png")
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UsageError("figures need matplotlib: pip install 'grokkit[plot]'", option="--png") from None
+    return plt
+
+
+def load_side(path: Path, label: str):
+    """A run or a sweep folder as one side of `grokkit compare` (sweep members that have not started are skipped)."""
+    from grokkit.comparison import Side
+    from grokkit.sweep import is_sweep, open_sweep
+
+    if is_sweep(path):
+        root, spec = open_sweep(path)
+        members = [root / m.name for m in spec.members() if (root / m.name / "config.json").is_file()]
+        if not members:
+            raise UsageError(f"{path}: no member has started yet", option=label.upper())
+        runs = [load_run(member) for member in members]
+        return Side(f"{label} ({Path(path).name}, {len(runs)} runs)", [(r.config, r.history) for r in runs], True)
+    run = load_run(path)
+    return Side(f"{label} ({run.name})", [(run.config, run.history)], False)

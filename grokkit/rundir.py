@@ -57,7 +57,7 @@ class RunDir:
         return self.path / "metrics.jsonl"
 
     @classmethod
-    def create(cls, path: Path, config: Config, env: dict[str, Any], split: Split) -> RunDir:
+    def create(cls, path: Path, config: Config, env: dict[str, Any], split: Split, link_latest: bool = True) -> RunDir:
         """Make a new run directory; refuse one that already holds a run or other files."""
         path = Path(path)
         if (path / "config.json").exists():
@@ -86,7 +86,7 @@ class RunDir:
                 raise
             run = cls(path)
             latest = path.parent / LATEST
-            if latest.is_symlink() or not latest.exists():
+            if link_latest and (latest.is_symlink() or not latest.exists()):
                 atomic_symlink(path.name, latest)
         except OSError as err:
             raise UsageError(f"cannot write run directory {path}: {err.strerror}", option="--run-dir") from None

@@ -192,6 +192,53 @@ def start_run(
         return _fit_and_record(run, config, exp, init_state(exp), [], on_eval, stop or StopRequest(), 0.0)
 
 
+def _check_env(run: RunDir, force: bool, notify: Notify) -> None:
+    differences = env_differences(run.env(), current_env())
+    if differences:
+        message = f"environment differs from {run.path.name}/env.json: " + "; ".join(differences)
+        if not force:
+            raise UsageError(message + " (numbers may not match the original run; pass --force to resume anyway)")
+        notify(message + " (--force: resuming anyway)")
+
+
+def _restore(run: RunDir, config: Config, notify: Notify):
+    """A locked run's experiment, newest valid checkpoint (or a fresh state), history trimmed to it, elapsed time."""
+    from grokkit.train import (
+        abstract_state,
+        init_state,
+        make_experiment,
+        state_from_arrays,
+        with_config_hyperparameters,
+    )
+
+    for leftover in remove_temp_files(run.checkpoints) + remove_temp_files(run.path):
+        notify(f"removed {leftover.name}, left by an interrupted write")
+    exp = make_experiment(config, split=run.split())
+    state, elapsed = None, 0.0
+    template = abstract_state(exp)
+    for info in reversed(list_checkpoints(run.checkpoints)):
+        try:
+            arrays, meta = load_checkpoint(info)
+            state = with_config_hyperparameters(state_from_arrays(template, arrays), config)
+            elapsed = float(meta.get("elapsed_s", 0.0))
+            break
+        except (CheckpointError, ValueError) as err:
+            notify(f"checkpoint {info.path.name} failed to load ({err}); falling back to the previous one")
+    if state is None:
+        notify(f"{run.path.name}: no valid checkpoint: starting again from step 0")
+        state = init_state(exp)
+    step = int(state.step)
+    if config.train.steps < step:
+        raise UsageError(f"the run is already at step {step}; pass a total of at least {step}", option="--steps")
+    read = run.read_metrics()
+    if read.bad_lines:
+        notify(f"{run.path.name}/metrics.jsonl: skipped unreadable line(s) {read.bad_lines}")
+    history = [r for r in read.records if r["step"] <= step]
+    run.rewrite_metrics(history)
+    run.save_config(config)
+    return exp, state, history, elapsed
+
+
 def resume_run(
     run_dir: Path,
     *,
@@ -212,40 +259,132 @@ def resume_run(
         raise UsageError(f"must be >= 1, got {train_cfg.steps}", option="--steps")
     config = dataclasses.replace(config, train=train_cfg)
     configure_jax()
-    differences = env_differences(run.env(), current_env())
-    if differences:
-        message = "environment differs from env.json: " + "; ".join(differences)
-        if not force:
-            raise UsageError(message + " (numbers may not match the original run; pass --force to resume anyway)")
-        notify(message + " (--force: resuming anyway)")
-    from grokkit.train import abstract_state, init_state, make_experiment, state_from_arrays
-
+    _check_env(run, force, notify)
     with run.lock():
-        for leftover in remove_temp_files(run.checkpoints) + remove_temp_files(run.path):
-            notify(f"removed {leftover.name}, left by an interrupted write")
-        exp = make_experiment(config, split=run.split())
-        state, elapsed = None, 0.0
-        template = abstract_state(exp)
-        for info in reversed(list_checkpoints(run.checkpoints)):
-            try:
-                arrays, meta = load_checkpoint(info)
-                state = state_from_arrays(template, arrays)
-                elapsed = float(meta.get("elapsed_s", 0.0))
-                break
-            except (CheckpointError, ValueError) as err:
-                notify(f"checkpoint {info.path.name} failed to load ({err}); falling back to the previous one")
-        if state is None:
-            notify("no valid checkpoint: starting again from step 0")
-            state = init_state(exp)
-        step = int(state.step)
-        if config.train.steps < step:
-            raise UsageError(f"the run is already at step {step}; pass a total of at least {step}", option="--steps")
-        read = run.read_metrics()
-        if read.bad_lines:
-            notify(f"metrics.jsonl: skipped unreadable line(s) {read.bad_lines}")
-        history = [r for r in read.records if r["step"] <= step]
-        run.rewrite_metrics(history)
-        run.save_config(config)
+        exp, state, history, elapsed = _restore(run, config, notify)
         on_history(history)
-        notify(f"resuming {run.path} from step {step:,} of {config.train.steps:,}")
+        notify(f"resuming {run.path} from step {int(state.step):,} of {config.train.steps:,}")
         return _fit_and_record(run, config, exp, state, history, on_eval, stop or StopRequest(), elapsed)
+
+
+FINISHED = ("generalized", "finished", "diverged")
+OnGroup = Callable[[int, int, int, int, list], None]
+
+
+@dataclass
+class SweepResult:
+    sweep_dir: Path
+    reasons: dict[str, str]  # member name -> "budget", "early-exit", "interrupted", "diverged", "done before"
+    groups: int
+    elapsed_s: float
+
+    @property
+    def interrupted(self) -> bool:
+        return "interrupted" in self.reasons.values()
+
+
+def start_sweep(
+    spec,
+    sweep_dir: Path,
+    *,
+    shard: tuple[int, int] = (0, 1),
+    notify: Notify = lambda message: None,
+    on_group: OnGroup = lambda group, groups, step, steps, lanes: None,
+    stop: StopRequest | None = None,
+) -> SweepResult:
+    """Create the sweep folder (or join it, for another shard) and train this shard's members."""
+    from grokkit.sweep import create_sweep_dir
+
+    configure_jax()
+    create_sweep_dir(sweep_dir, spec)
+    return _run_sweep(Path(sweep_dir), spec, shard, notify, on_group, stop or StopRequest(), force=False)
+
+
+def resume_sweep(
+    sweep_dir: Path,
+    *,
+    shard: tuple[int, int] = (0, 1),
+    force: bool = False,
+    notify: Notify = lambda message: None,
+    on_group: OnGroup = lambda group, groups, step, steps, lanes: None,
+    stop: StopRequest | None = None,
+) -> SweepResult:
+    """Continue every unfinished member of a sweep (of this shard) from its newest checkpoint."""
+    from grokkit.sweep import open_sweep
+
+    path, spec = open_sweep(sweep_dir)
+    configure_jax()
+    return _run_sweep(path, spec, shard, notify, on_group, stop or StopRequest(), force=force)
+
+
+def _run_sweep(path: Path, spec, shard, notify: Notify, on_group: OnGroup, stop: StopRequest, force: bool):
+    from contextlib import ExitStack
+
+    from grokkit.group import Member, group_key, train_group
+    from grokkit.sweep import shard_members
+    from grokkit.train import Lane, make_experiment, make_init_fn
+
+    start = time.perf_counter()
+    reasons: dict[str, str] = {}
+    pending: list[tuple[RunDir, Config, Any]] = []
+    env = current_env()
+    with ExitStack() as locks:
+        for grid_member in shard_members(spec.members(), shard):
+            member_path = path / grid_member.name
+            config = grid_member.config
+            if not (member_path / "config.json").exists():
+                exp = make_experiment(config)
+                run = RunDir.create(member_path, config, env, exp.split, link_latest=False)
+                locks.enter_context(run.lock())
+                pending.append((run, config, exp))
+                continue
+            run = RunDir.open(member_path)
+            if run.summary().get("status") in FINISHED:
+                reasons[grid_member.name] = "done before"
+                continue
+            _check_env(run, force, notify)
+            locks.enter_context(run.lock())
+            pending.append((run, run.config(), _restore(run, run.config(), notify)))
+        groups: dict[tuple[str, int], list] = {}
+        init_fns: dict[str, Any] = {}
+        for run, config, restored in pending:
+            if not isinstance(restored, tuple):
+                exp = restored
+                key = group_key(config)
+                init_fns.setdefault(key, make_init_fn(exp))
+                state, history, elapsed = init_fns[key](config), [], 0.0
+            else:
+                exp, state, history, elapsed = restored
+            step = int(state.step)
+            sink = _DiskSink(run, config, history, None)
+            lane = Lane(sink, list(history), step, elapsed, last_saved=step if step > 0 else None)
+            groups.setdefault((group_key(config), step), []).append((run, config, Member(exp, state, lane)))
+        if groups:
+            notify(f"{len(pending)} member(s) in {len(groups)} group(s) of one compiled program each")
+        for index, members in enumerate(groups.values()):
+            steps = members[0][1].train.steps
+
+            everyone = [m.lane for _, _, m in members]
+
+            def on_chunk(step, _active, index=index, steps=steps, everyone=everyone):
+                on_group(index, len(groups), step, steps, everyone)
+
+            try:
+                train_group([m for _, _, m in members], should_stop=stop, on_chunk=on_chunk)
+            finally:
+                for run, config, member in members:
+                    reason = member.lane.reason
+                    if reason is None:
+                        continue
+                    status = {"budget": "finished", "early-exit": "generalized", "interrupted": "interrupted",
+                              "diverged": "diverged"}[reason]  # fmt: skip
+                    run.write_summary(build_summary(config, member.lane.sink.history, status))
+                    reasons[run.path.name] = reason
+                    if reason == "diverged":
+                        notify(f"{run.path.name}: {member.lane.error}")
+            on_group(index, len(groups), max(lane.step for lane in everyone), steps, everyone)
+            if stop():
+                for later in list(groups.values())[index + 1 :]:
+                    reasons.update({run.path.name: "interrupted" for run, _, _ in later})
+                break
+    return SweepResult(path, reasons, len(groups), time.perf_counter() - start)

@@ -16,11 +16,11 @@ import optax
 from flax import nnx
 
 from grokkit.analysis import early_exit_due
-from grokkit.config import Config
+from grokkit.config import Config, Loss, LossDtype
 from grokkit.data import Dataset, Split, make_dataset, split_dataset
 from grokkit.errors import TrainingDiverged
 from grokkit.models import build_model
-from grokkit.optim import build_optimizer
+from grokkit.optim import build_optimizer, hyperparameters
 from grokkit.progress import SUPPORTED_TASKS, progress_measures, sum_directions
 
 METRIC_NAMES = ("train_loss", "train_acc", "val_loss", "val_acc", "param_norm")
@@ -55,6 +55,10 @@ class Experiment:
     split: Split
     graphdef: Any
     tx: optax.GradientTransformation
+
+    def loss(self, logits_BC: jax.Array, labels_B: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The configured loss and the accuracy."""
+        return loss_and_accuracy(logits_BC, labels_B, self.config.train.loss, self.config.train.loss_dtype)
 
     @property
     def n_train(self) -> int:
@@ -95,15 +99,33 @@ def make_experiment(config: Config, split: Split | None = None) -> Experiment:
     return Experiment(config, dataset, split, graphdef, build_optimizer(config.optim))
 
 
-def init_state(exp: Experiment) -> TrainState:
-    """The step-0 state, built in one compiled program (eager init would compile op by op)."""
+def make_init_fn(exp: Experiment) -> Callable[[Config], TrainState]:
+    """One compiled initializer for every run that shares `exp`'s structure; the seed, the init scale
+    and the optimizer's hyperparameters are arguments, not constants."""
 
     @jax.jit
-    def init(key):
-        _, params = nnx.split(_model_factory(exp.config, exp.dataset)(exp.config.seed))
-        return TrainState(jnp.zeros((), jnp.int32), params, exp.tx.init(params), key)
+    def init(seed, init_scale, hyper):
+        _, params = nnx.split(_model_factory(exp.config, exp.dataset)(seed))
+        params = jax.tree.map(lambda w: w * init_scale.astype(w.dtype), params)
+        tx = build_optimizer(exp.config.optim, hyper)
+        return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), jax.random.PRNGKey(seed))
 
-    return init(jax.random.PRNGKey(exp.config.seed))
+    def for_config(config: Config) -> TrainState:
+        return init(jnp.int32(config.seed), jnp.float32(config.model.init_scale), hyperparameters(config.optim))
+
+    return for_config
+
+
+def init_state(exp: Experiment) -> TrainState:
+    """The step-0 state, built in one compiled program (eager init would compile op by op)."""
+    return make_init_fn(exp)(exp.config)
+
+
+def with_config_hyperparameters(state: TrainState, config: Config) -> TrainState:
+    """Set the optimizer-state hyperparameters from `config` (config.json stays the source of truth on resume)."""
+    current = state.opt_state.hyperparams
+    values = {k: jnp.asarray(v, dtype=jnp.asarray(current[k]).dtype) for k, v in hyperparameters(config.optim).items()}
+    return state._replace(opt_state=state.opt_state._replace(hyperparams=values))
 
 
 def abstract_state(exp: Experiment) -> TrainState:
@@ -111,10 +133,24 @@ def abstract_state(exp: Experiment) -> TrainState:
     return jax.eval_shape(lambda: init_state(exp))
 
 
-def loss_and_accuracy(logits_BC: jax.Array, labels_B: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Mean softmax cross-entropy and accuracy of logits against integer labels."""
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits_BC, labels_B).mean()
-    return loss, (logits_BC.argmax(-1) == labels_B).mean()
+def loss_and_accuracy(
+    logits_BC: jax.Array, labels_B: jax.Array, loss: Loss = Loss.softmax, dtype: LossDtype = LossDtype.float32
+) -> tuple[jax.Array, jax.Array]:
+    """Mean loss (softmax or StableMax cross-entropy, or squared error to the one-hot label) and accuracy."""
+    x_BC = logits_BC.astype(LossDtype(dtype).value)
+    if Loss(loss) == Loss.softmax:
+        loss_B = optax.softmax_cross_entropy_with_integer_labels(x_BC, labels_B)
+    elif Loss(loss) == Loss.stablemax:
+        loss_B = -jnp.take_along_axis(log_stablemax(x_BC), labels_B[:, None], axis=-1)[:, 0]
+    else:
+        loss_B = jnp.sum(jnp.square(x_BC - jax.nn.one_hot(labels_B, x_BC.shape[-1], dtype=x_BC.dtype)), -1)
+    return loss_B.mean().astype(jnp.float32), (logits_BC.argmax(-1) == labels_B).mean()
+
+
+def log_stablemax(x_BC: jax.Array) -> jax.Array:
+    """Prieto et al. 2025: s(x) = x + 1 for x >= 0, 1 / (1 - x) for x < 0, normalized over classes; its log."""
+    s_BC = jnp.where(x_BC >= 0, x_BC + 1, 1 / (1 - jnp.minimum(x_BC, 0)))
+    return jnp.log(s_BC) - jnp.log(s_BC.sum(-1, keepdims=True))
 
 
 def parameter_norm(params: nnx.State) -> jax.Array:
@@ -135,7 +171,7 @@ def train_step(exp: Experiment, state: TrainState, batch: Batch) -> tuple[TrainS
     """One optimizer update: a pure function (state, batch) -> (state, metrics)."""
 
     def loss_fn(params):
-        return loss_and_accuracy(nnx.merge(exp.graphdef, params)(batch.tokens_BT), batch.labels_B)
+        return exp.loss(nnx.merge(exp.graphdef, params)(batch.tokens_BT), batch.labels_B)
 
     (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = exp.tx.update(grads, state.opt_state, state.params)
@@ -152,8 +188,8 @@ def evaluate(exp: Experiment, params: nnx.State, data: Data) -> dict[str, Any]:
     logits_NC = model(data.every.tokens_BT)
     labels_N = data.every.labels_B
 
-    train_loss, train_acc = loss_and_accuracy(logits_NC[data.train_idx], labels_N[data.train_idx])
-    val_loss, val_acc = loss_and_accuracy(logits_NC[data.val_idx], labels_N[data.val_idx])
+    train_loss, train_acc = exp.loss(logits_NC[data.train_idx], labels_N[data.train_idx])
+    val_loss, val_acc = exp.loss(logits_NC[data.val_idx], labels_N[data.val_idx])
     metrics = {
         "train_loss": train_loss,
         "train_acc": train_acc,
@@ -178,8 +214,15 @@ def parameter_groups(params: nnx.State) -> dict[str, Any]:
     return groups
 
 
-def make_chunk_fn(exp: Experiment) -> Callable[[TrainState, Data, int], tuple[TrainState, dict[str, jax.Array]]]:
-    """`n_steps` training steps under lax.scan, then a full evaluation; jitted, state donated."""
+ChunkFn = Callable[[TrainState, Data, int], tuple[TrainState, dict[str, jax.Array]]]
+
+
+def make_chunk_fn(exp: Experiment, data_axes: Data | None = None) -> ChunkFn:
+    """`n_steps` training steps under lax.scan, then a full evaluation; jitted, state donated.
+
+    With `data_axes` (vmap in_axes for the data), the state carries a leading member axis M
+    and every member trains in the same program (`grokkit sweep`).
+    """
 
     def run_steps(state: TrainState, data: Data, n_steps: int):
         def body(state, _):
@@ -189,7 +232,21 @@ def make_chunk_fn(exp: Experiment) -> Callable[[TrainState, Data, int], tuple[Tr
         state, _ = jax.lax.scan(body, state, None, length=n_steps)
         return state, evaluate(exp, state.params, data)
 
-    return jax.jit(run_steps, static_argnums=2, donate_argnums=0)
+    if data_axes is not None:
+        single = run_steps
+
+        def run_steps(state: TrainState, data: Data, n_steps: int):
+            return jax.vmap(partial(single, n_steps=n_steps), in_axes=(0, data_axes))(state, data)
+
+    jitted = jax.jit(run_steps, static_argnums=2, donate_argnums=0)
+    if LossDtype(exp.config.train.loss_dtype) == LossDtype.float32:
+        return jitted
+
+    def chunk_x64(state: TrainState, data: Data, n_steps: int):
+        with jax.enable_x64(True):  # float64 exists only while tracing/calling under this flag
+            return jitted(state, data, n_steps)
+
+    return chunk_x64
 
 
 class RunSink:
@@ -200,11 +257,119 @@ class RunSink:
 
 
 @dataclass
+class Lane:
+    """One run inside the training loop (alone, or one member of a vmapped group)."""
+
+    sink: RunSink
+    history: list[dict[str, Any]]
+    step: int
+    elapsed_before: float = 0.0
+    last_saved: int | None = None
+    reason: str | None = None  # None while training; then "budget", "early-exit", "interrupted", "diverged"
+    error: str = ""
+
+
+@dataclass
 class FitResult:
     state: TrainState
     history: list[dict[str, Any]]
     reason: str  # "budget", "early-exit", "interrupted"
     elapsed_s: float
+
+
+def eval_record(metrics: dict[str, Any], step: int, elapsed_s: float) -> dict[str, Any]:
+    """One metrics.jsonl line from an evaluation's (host) metrics."""
+    record = {"step": step, **{k: float(metrics[k]) for k in METRIC_NAMES}}
+    record["param_norms"] = {name: float(v) for name, v in metrics["param_norms"].items()}
+    if "restricted_loss" in metrics:
+        for name in ("restricted_loss", "excluded_loss", "embed_gini"):
+            record[name] = float(metrics[name])
+        record["key_frequencies"] = [int(k) + 1 for k in np.flatnonzero(np.asarray(metrics["key_frequency_mask"]))]
+    record["elapsed_s"] = round(elapsed_s, 3)
+    return record
+
+
+def run_lanes(
+    exp: Experiment,
+    chunk: ChunkFn,
+    state: TrainState,
+    data: Data,
+    lanes: list[Lane],
+    *,
+    batched: bool,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_chunk: Callable[[int, list[Lane]], None] = lambda step, lanes: None,
+    pause: Callable[[], bool] = lambda: False,
+) -> TrainState:
+    """Train every lane from their common step to the budget, an early exit, a stop request or NaN/Inf.
+
+    Evaluations fall on multiples of `eval_every` and checkpoints on multiples of
+    `checkpoint_every`, so an interrupted run resumes onto the same grid. A lane that turns
+    NaN/Inf stops before anything from the bad chunk is saved. With `batched`, lane i is
+    member i of the state's leading axis (members past the lanes are padding). Returns early,
+    with lanes still training, when `pause()` says so.
+    """
+    cfg = exp.config.train
+    start = time.perf_counter()
+    host_state: TrainState | None = None
+
+    def member(i: int) -> TrainState:
+        nonlocal host_state
+        if not batched:
+            return state
+        if host_state is None:
+            host_state = jax.device_get(state)
+        return jax.tree.map(lambda leaf: leaf[i], host_state)
+
+    def finish(i: int, reason: str) -> None:
+        lane = lanes[i]
+        if lane.step != lane.last_saved:
+            lane.sink.on_checkpoint(member(i), lane.elapsed_before + time.perf_counter() - start)
+            lane.last_saved = lane.step
+        lane.reason = reason
+
+    while True:
+        for i, lane in enumerate(lanes):
+            if lane.reason is None and cfg.early_exit and early_exit_due(lane.history, cfg.early_exit_window):
+                finish(i, "early-exit")
+            elif lane.reason is None and lane.step >= cfg.steps:
+                finish(i, "budget")
+        active = [i for i, lane in enumerate(lanes) if lane.reason is None]
+        if not active or pause():
+            return state
+        if should_stop():
+            for i in active:
+                finish(i, "interrupted")
+            return state
+        step = lanes[active[0]].step
+        n_steps = min(cfg.eval_every - step % cfg.eval_every, cfg.steps - step)
+        state, metrics = chunk(state, data, n_steps)
+        host_state = None
+        metrics = jax.device_get(metrics)
+        for i in active:
+            lane = lanes[i]
+            lane.step += n_steps
+            mine = jax.tree.map(lambda leaf, i=i: leaf[i], metrics) if batched else metrics
+            record = eval_record(mine, lane.step, lane.elapsed_before + time.perf_counter() - start)
+            bad = [k for k in METRIC_NAMES if not math.isfinite(record[k])]
+            if bad:
+                kept = (
+                    f"the last good checkpoint (step {lane.last_saved}) is kept"
+                    if lane.last_saved
+                    else "no checkpoint was written"
+                )
+                lane.reason = "diverged"
+                lane.error = (
+                    f"{', '.join(bad)} became NaN/Inf by step {lane.step}; training stopped and {kept}. "
+                    "Lower --lr or check the config."
+                )
+                continue
+            lane.history.append(record)
+            lane.sink.on_eval(record)
+            if lane.step % cfg.checkpoint_every == 0:
+                lane.sink.on_checkpoint(member(i), record["elapsed_s"])
+                lane.last_saved = lane.step
+        on_chunk(lanes[active[0]].step, lanes)
 
 
 def fit(
@@ -216,58 +381,17 @@ def fit(
     should_stop: Callable[[], bool] = lambda: False,
     elapsed_before: float = 0.0,
 ) -> FitResult:
-    """Train from `state` to the step budget (or early exit, or a stop request).
+    """Train one run from `state` to the step budget (or early exit, or a stop request).
 
-    Evaluations fall on multiples of `eval_every` and checkpoints on multiples of
-    `checkpoint_every`, so an interrupted run resumes onto the same grid. Raises
-    TrainingDiverged on NaN/Inf, before anything from the bad chunk is saved.
+    Raises TrainingDiverged on NaN/Inf, before anything from the bad chunk is saved.
     """
-    cfg = exp.config.train
-    sink = sink or RunSink()
-    history = list(history or [])
-    chunk = make_chunk_fn(exp)
-    data = exp.device_data()
     step = int(state.step)
+    lane = Lane(sink or RunSink(), list(history or []), step, elapsed_before, last_saved=step if step > 0 else None)
     start = time.perf_counter()
-    last_saved: int | None = step if step > 0 else None  # a resumed run starts from a checkpoint
-    reason = "budget"
-    while step < cfg.steps:
-        if cfg.early_exit and early_exit_due(history, cfg.early_exit_window):
-            reason = "early-exit"
-            break
-        if should_stop():
-            reason = "interrupted"
-            break
-        n_steps = min(cfg.eval_every - step % cfg.eval_every, cfg.steps - step)
-        state, metrics = chunk(state, data, n_steps)
-        step += n_steps
-        record = {"step": step, **{k: float(metrics[k]) for k in METRIC_NAMES}}
-        record["param_norms"] = {name: float(v) for name, v in metrics["param_norms"].items()}
-        if "restricted_loss" in metrics:
-            for name in ("restricted_loss", "excluded_loss", "embed_gini"):
-                record[name] = float(metrics[name])
-            record["key_frequencies"] = [int(k) + 1 for k in np.flatnonzero(np.asarray(metrics["key_frequency_mask"]))]
-        record["elapsed_s"] = round(elapsed_before + time.perf_counter() - start, 3)
-        bad = [k for k in METRIC_NAMES if not math.isfinite(record[k])]
-        if bad:
-            kept = (
-                f"the last good checkpoint (step {last_saved}) is kept" if last_saved else "no checkpoint was written"
-            )
-            raise TrainingDiverged(
-                f"{', '.join(bad)} became NaN/Inf by step {step}; training stopped and {kept}. "
-                "Lower --lr or check the config."
-            )
-        history.append(record)
-        sink.on_eval(record)
-        if step % cfg.checkpoint_every == 0:
-            sink.on_checkpoint(state, record["elapsed_s"])
-            last_saved = step
-    else:
-        if cfg.early_exit and early_exit_due(history, cfg.early_exit_window):
-            reason = "early-exit"
-    if step != last_saved:
-        sink.on_checkpoint(state, elapsed_before + time.perf_counter() - start)
-    return FitResult(state, history, reason, elapsed_before + time.perf_counter() - start)
+    state = run_lanes(exp, make_chunk_fn(exp), state, exp.device_data(), [lane], batched=False, should_stop=should_stop)
+    if lane.reason == "diverged":
+        raise TrainingDiverged(lane.error)
+    return FitResult(state, lane.history, lane.reason, elapsed_before + time.perf_counter() - start)
 
 
 def state_to_arrays(state: TrainState) -> dict[str, np.ndarray]:

@@ -1,0 +1,208 @@
+"""Sweeps without JAX: value lists and ranges, the grid, the sweep folder, shards, and seed aggregation."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import statistics
+import typing
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from grokkit import __version__
+from grokkit.atomic import atomic_symlink, atomic_write_json
+from grokkit.config import Config, validate, with_overrides
+from grokkit.errors import UsageError
+from grokkit.rundir import LATEST
+
+SWEEP_FILE = "sweep.json"
+SEED_KEYS = ("seed", "data.data_seed")
+
+
+def _field_type(key: str) -> Any:
+    section, _, name = key.rpartition(".")
+    owner = type(getattr(Config(), section)) if section else Config
+    hint = typing.get_type_hints(owner)[name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
+
+
+def parse_values(key: str, text: str, option: str) -> list[Any]:
+    """A sweep option's values: a comma list ("0.3,0.4"), integer ranges "start:stop[:step]" (stop excluded)."""
+    kind = _field_type(key)
+    values: list[Any] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            raise UsageError(f"empty value in '{text}'; write a comma list like 1,2,3", option=option)
+        if ":" in item:
+            if kind is not int:
+                raise UsageError(
+                    f"ranges like '{item}' work for integer options; list the values instead (e.g. 0.3,0.4,0.5)",
+                    option=option,
+                )
+            try:
+                bounds = [int(b) for b in item.split(":")]
+                span = list(range(*bounds)) if len(bounds) in (2, 3) else None
+            except ValueError:
+                span = None
+            if not span:
+                raise UsageError(f"'{item}' is not a non-empty range start:stop[:step] (stop excluded)", option=option)
+            values += span
+            continue
+        try:
+            values.append(kind(item))
+        except ValueError:
+            expected = ", ".join(kind.__members__) if issubclass(kind, Enum) else kind.__name__
+            raise UsageError(f"'{item}' is not a valid value (expected {expected})", option=option) from None
+    if len(set(values)) != len(values):
+        raise UsageError(f"'{text}' lists a value twice", option=option)
+    return values
+
+
+def member_name(values: dict[str, Any]) -> str:
+    """A member folder's name from its grid values, e.g. "train_frac=0.3,seed=2"."""
+    if not values:
+        return "run"
+    parts = []
+    for key, value in values.items():
+        shown = f"{value:g}" if isinstance(value, float) else getattr(value, "value", value)
+        parts.append(f"{key.rpartition('.')[2]}={shown}")
+    return ",".join(parts)
+
+
+@dataclass(frozen=True)
+class GridMember:
+    name: str
+    values: dict[str, Any]
+    config: Config
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A base config and the swept axes (config key -> values); the grid is their product, seeds last."""
+
+    base: Config
+    axes: dict[str, list[Any]]
+
+    def members(self) -> list[GridMember]:
+        keys = sorted(self.axes, key=lambda k: (k in SEED_KEYS, list(self.axes).index(k)))
+        members = []
+        for combo in itertools.product(*(self.axes[k] for k in keys)):
+            values = dict(zip(keys, combo, strict=True))
+            config = with_overrides(self.base, values)
+            validate(config)
+            members.append(GridMember(member_name(values), values, config))
+        return members
+
+    def to_dict(self) -> dict[str, Any]:
+        plain = {k: [getattr(v, "value", v) for v in vs] for k, vs in self.axes.items()}
+        return {"base": self.base.to_dict(), "axes": plain}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> SweepSpec:
+        base = Config.from_dict(raw["base"])
+        axes = {k: parse_values(k, ",".join(map(str, vs)), k) if vs else [] for k, vs in raw["axes"].items()}
+        return cls(base, axes)
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """'i/n' (0 <= i < n) -> (i, n); None -> (0, 1)."""
+    if text is None:
+        return 0, 1
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        index, count = -1, 0
+    if not (count >= 1 and 0 <= index < count):
+        raise UsageError(f"must be i/n with 0 <= i < n (e.g. 0/4), got '{text}'", option="--shard")
+    return index, count
+
+
+def shard_members(members: list[GridMember], shard: tuple[int, int]) -> list[GridMember]:
+    """The i-th of n interleaved slices of the grid (interleaved so every shard gets a mix of grid points)."""
+    index, count = shard
+    return members[index::count]
+
+
+def is_sweep(path: Path) -> bool:
+    return (Path(path) / SWEEP_FILE).is_file()
+
+
+def create_sweep_dir(path: Path, spec: SweepSpec) -> None:
+    """Make the sweep folder (or join it: shards of the same sweep share one folder); refuse a different sweep."""
+    path = Path(path)
+    wanted = {"grokkit": __version__, **spec.to_dict(), "members": [m.name for m in spec.members()]}
+    if is_sweep(path):
+        existing = json.loads((path / SWEEP_FILE).read_text())
+        if {k: existing.get(k) for k in ("base", "axes")} != {k: wanted[k] for k in ("base", "axes")}:
+            raise UsageError(
+                f"{path} holds a different sweep; use 'grokkit resume {path}' or choose another --run-dir",
+                option="--run-dir",
+            )
+        return
+    if path.exists() and (not path.is_dir() or any(p.name != ".lock" for p in path.iterdir())):
+        raise UsageError(f"{path} exists and is not a sweep folder; choose another --run-dir", option="--run-dir")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path / SWEEP_FILE, wanted)
+        latest = path.parent / LATEST
+        if latest.is_symlink() or not latest.exists():
+            atomic_symlink(path.name, latest)
+    except OSError as err:
+        raise UsageError(f"cannot write sweep folder {path}: {err.strerror}", option="--run-dir") from None
+
+
+def open_sweep(path: Path) -> tuple[Path, SweepSpec]:
+    """The sweep folder (a `latest` link resolved) and its spec."""
+    path = Path(path).resolve()
+    try:
+        raw = json.loads((path / SWEEP_FILE).read_text())
+        return path, SweepSpec.from_dict(raw)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UsageError(f"{path / SWEEP_FILE} is unreadable: {err}", option="SWEEP_DIR") from None
+
+
+def _median(values: list[int]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def aggregate(spec: SweepSpec, reports: dict[str, dict[str, Any] | None]) -> list[dict[str, Any]]:
+    """One row per grid point (seeds pooled): median and range of the 99% steps, how many grokked, verdicts.
+
+    `reports` maps member name -> its run report, or None for a member with no run yet (another shard).
+    """
+    point_keys = [k for k in spec.axes if k not in SEED_KEYS]
+    rows: dict[tuple, dict[str, Any]] = {}
+    for member in spec.members():
+        point = tuple((k, getattr(member.values[k], "value", member.values[k])) for k in point_keys)
+        row = rows.setdefault(point, {"point": dict(point), "members": 0, "started": 0, "generalized": 0,
+                                      "memorized_steps": [], "generalized_steps": [], "verdicts": {}})  # fmt: skip
+        row["members"] += 1
+        report = reports.get(member.name)
+        if report is None:
+            continue
+        row["started"] += 1
+        if report["memorized_step"] is not None:
+            row["memorized_steps"].append(report["memorized_step"])
+        if report["generalized_step"] is not None:
+            row["generalized"] += 1
+            row["generalized_steps"].append(report["generalized_step"])
+        row["verdicts"][report["verdict"]] = row["verdicts"].get(report["verdict"], 0) + 1
+    out = []
+    for row in rows.values():
+        mem, gen = row.pop("memorized_steps"), row.pop("generalized_steps")
+        out.append({
+            **row,
+            "memorized_median": _median(mem), "memorized_min": min(mem, default=None),
+            "memorized_max": max(mem, default=None),
+            "generalized_median": _median(gen), "generalized_min": min(gen, default=None),
+            "generalized_max": max(gen, default=None),
+        })  # fmt: skip
+    return out
+
+
+def swept_point_keys(spec: SweepSpec) -> list[str]:
+    """The swept axes other than seeds (the axes of the phase diagram)."""
+    return [k for k in spec.axes if k not in SEED_KEYS and len(spec.axes[k]) > 1]

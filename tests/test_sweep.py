@@ -1,0 +1,226 @@
+"""Sweeps: value parsing, the grid, grouping, member == standalone, sharded == unsharded, resume, shards, report."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import GROKS, TINY, TINY_FLAGS
+from typer.testing import CliRunner
+
+from grokkit.checkpoint import list_checkpoints, load_checkpoint
+from grokkit.cli import app
+from grokkit.config import resolve
+from grokkit.errors import UsageError
+from grokkit.group import group_key
+from grokkit.reporting import load_sweep
+from grokkit.rundir import RunDir
+from grokkit.runner import resume_sweep, start_run, start_sweep
+from grokkit.sweep import SweepSpec, parse_shard, parse_values, shard_members
+
+runner = CliRunner()
+
+
+def newest_arrays(run_dir: Path) -> dict[str, np.ndarray]:
+    return load_checkpoint(list_checkpoints(Path(run_dir) / "checkpoints")[-1])[0]
+
+
+def max_difference(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
+    assert a.keys() == b.keys()
+    return max(float(np.max(np.abs(a[k].astype(np.float64) - b[k].astype(np.float64)))) for k in a)
+
+
+def records(run_dir: Path) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "elapsed_s"} for r in RunDir.open(run_dir).read_metrics().records]
+
+
+def test_parse_values_lists_and_ranges():
+    assert parse_values("seed", "0:4", "--seed") == [0, 1, 2, 3]
+    assert parse_values("seed", "0:10:4,20", "--seed") == [0, 4, 8, 20]
+    assert parse_values("data.train_frac", "0.25,0.3", "--train-frac") == [0.25, 0.3]
+    assert parse_values("optim.lr", "1e-3", "--lr") == [1e-3]
+    assert [v.value for v in parse_values("train.loss", "softmax,stablemax", "--loss")] == ["softmax", "stablemax"]
+
+
+@pytest.mark.parametrize(
+    ("key", "text", "fragment"),
+    [
+        ("seed", "3:3", "not a non-empty range"),
+        ("seed", "a:b", "not a non-empty range"),
+        ("data.train_frac", "0.3:0.5", "ranges like '0.3:0.5' work for integer options"),
+        ("optim.lr", "fast", "'fast' is not a valid value (expected float)"),
+        ("train.loss", "huber", "expected softmax, stablemax, mse"),
+        ("seed", "1,1", "lists a value twice"),
+        ("seed", "1,,2", "empty value"),
+    ],
+)
+def test_parse_values_errors(key, text, fragment):
+    with pytest.raises(UsageError) as err:
+        parse_values(key, text, "--x")
+    assert fragment in str(err.value)
+
+
+def test_grid_is_the_product_with_seeds_last_and_shards_partition_it():
+    spec = SweepSpec(resolve(None, TINY), {"seed": [0, 1], "data.train_frac": [0.4, 0.5], "optim.lr": [1e-2, 3e-3]})
+    members = spec.members()
+    assert len(members) == 8
+    assert members[0].name == "train_frac=0.4,lr=0.01,seed=0"
+    assert [m.values["seed"] for m in members[:2]] == [0, 1]
+    assert members[3].config.optim.lr == 3e-3 and members[3].config.seed == 1
+    shards = [shard_members(members, (i, 3)) for i in range(3)]
+    assert sorted(m.name for s in shards for m in s) == sorted(m.name for m in members)
+    assert parse_shard("1/3") == (1, 3)
+    for bad in ("3/3", "-1/2", "x", "1/0"):
+        with pytest.raises(UsageError, match="--shard"):
+            parse_shard(bad)
+
+
+def test_group_key_separates_shapes_not_values():
+    base = resolve(None, TINY)
+    values_only = [{"seed": 3}, {"optim.lr": 1e-3, "optim.wd": 0.1}, {"model.init_scale": 2.0, "optim.beta2": 0.9}]
+    same = [resolve(None, {**TINY, **o}) for o in values_only]
+    assert all(group_key(c) == group_key(base) for c in same)
+    shapes_or_code = [{"data.p": 13}, {"data.train_frac": 0.6}, {"optim.grokfast": "ema"}, {"train.loss": "mse"}]
+    different = [resolve(None, {**TINY, **o}) for o in shapes_or_code]
+    assert all(group_key(c) != group_key(base) for c in different)
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(tmp_path_factory):
+    """2 learning rates x 2 seeds of TINY, with minibatches, trained as one group."""
+    root = tmp_path_factory.mktemp("sweep")
+    base = resolve(None, {**TINY, "optim.batch_size": 16, "train.early_exit": False})
+    spec = SweepSpec(base, {"seed": [0, 1], "optim.lr": [1e-2, 3e-3]})
+    result = start_sweep(spec, root / "sweep")
+    return root, spec, result
+
+
+def test_a_member_matches_a_standalone_run(tiny_sweep):
+    root, spec, result = tiny_sweep
+    assert result.groups == 1 and set(result.reasons.values()) == {"budget"}
+    member = spec.members()[3]
+    start_run(member.config, root / "alone")
+    difference = max_difference(newest_arrays(root / "sweep" / member.name), newest_arrays(root / "alone"))
+    assert difference < 1e-5  # measured 2.4e-7 (vmap reorders float32 sums; bit-exact is not expected)
+    swept, alone = records(root / "sweep" / member.name), records(root / "alone")
+    assert [r["step"] for r in swept] == [r["step"] for r in alone]
+    for a, b in zip(swept, alone, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+        assert a["val_acc"] == pytest.approx(b["val_acc"], abs=1e-6)
+
+
+def test_members_are_ordinary_runs(tiny_sweep):
+    root, spec, _ = tiny_sweep
+    member_dir = root / "sweep" / spec.members()[0].name
+    config = RunDir.open(member_dir).config()
+    assert config.seed == 0 and config.optim.lr == 1e-2
+    result = runner.invoke(app, ["report", str(member_dir), "--no-plot"])
+    assert result.exit_code == 0, result.output
+    assert "lr=0.01,seed=0" in result.stdout
+
+
+def test_sharded_over_four_devices_matches_one_device(tiny_sweep, tmp_path):
+    root, spec, _ = tiny_sweep
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "COLUMNS": "200"}
+    flags = [*TINY_FLAGS, "--batch-size", "16", "--no-early-exit", "--seed", "0:2", "--lr", "1e-2,3e-3"]
+    # 4 members over 4 devices, then 3 members (padded to 4) to exercise the padding
+    out = subprocess.run([sys.executable, "-m", "grokkit", "sweep", *flags, "--run-dir", str(tmp_path / "s4")],
+                         env=env, capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert json.loads((tmp_path / "s4" / "lr=0.01,seed=0" / "env.json").read_text())["device_count"] == 4
+    for member in spec.members():
+        sharded = newest_arrays(tmp_path / "s4" / member.name)
+        assert max_difference(sharded, newest_arrays(root / "sweep" / member.name)) < 1e-5
+    flags3 = [*TINY_FLAGS, "--batch-size", "16", "--no-early-exit", "--seed", "0:3", "--lr", "1e-2"]
+    out = subprocess.run([sys.executable, "-m", "grokkit", "sweep", *flags3, "--run-dir", str(tmp_path / "s3")],
+                         env=env, capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    for seed in (0, 1):
+        a = newest_arrays(tmp_path / "s3" / f"seed={seed}")
+        assert max_difference(a, newest_arrays(root / "sweep" / f"lr=0.01,seed={seed}")) < 1e-5
+
+
+class StopAfter:
+    """A stop request that fires after `n` checks (one check per chunk)."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __call__(self) -> bool:
+        self.n -= 1
+        return self.n < 0
+
+
+def test_interrupted_sweep_resumes_to_the_same_numbers(tiny_sweep, tmp_path):
+    root, spec, _ = tiny_sweep
+    first = start_sweep(spec, tmp_path / "sweep", stop=StopAfter(2))
+    assert first.interrupted and set(first.reasons.values()) == {"interrupted"}
+    assert RunDir.open(tmp_path / "sweep" / spec.members()[0].name).summary()["status"] == "interrupted"
+    second = resume_sweep(tmp_path / "sweep")
+    assert set(second.reasons.values()) == {"budget"}
+    for member in spec.members():
+        assert records(tmp_path / "sweep" / member.name) == records(root / "sweep" / member.name)
+        assert max_difference(newest_arrays(tmp_path / "sweep" / member.name),
+                              newest_arrays(root / "sweep" / member.name)) == 0.0  # fmt: skip
+    assert set(resume_sweep(tmp_path / "sweep").reasons.values()) == {"done before"}
+
+
+def test_shards_share_one_folder_and_report_merges_them(tiny_sweep, tmp_path):
+    _, spec, _ = tiny_sweep
+    start_sweep(spec, tmp_path / "sweep", shard=(0, 2))
+    partial = load_sweep(tmp_path / "sweep")
+    assert sum(row["started"] for row in partial.aggregates) == 2
+    assert sorted(m["status"] for m in partial.members).count("not started") == 2
+    start_sweep(spec, tmp_path / "sweep", shard=(1, 2))
+    merged = load_sweep(tmp_path / "sweep")
+    assert [row["started"] for row in merged.aggregates] == [2, 2]
+    other = SweepSpec(spec.base, {"seed": [5, 6]})
+    with pytest.raises(UsageError, match="holds a different sweep"):
+        start_sweep(other, tmp_path / "sweep")
+
+
+@pytest.mark.slow
+def test_sweep_cli_report_groks_and_aggregates(tmp_path):
+    flags = [f"--{key.rpartition('.')[2].replace('_', '-')}={value}" for key, value in GROKS.items()]
+    result = runner.invoke(app, ["sweep", *flags, "--seed", "0:3", "--wd", "1,0.5", "--run-dir", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    assert "group 1/1: 6 members" in result.stdout
+    report = runner.invoke(app, ["report", str(tmp_path / "s"), "--json"])
+    data = json.loads(report.stdout)
+    assert len(data["members"]) == 6 and len(data["aggregates"]) == 2
+    wd1 = next(row for row in data["aggregates"] if row["point"] == {"optim.wd": 1.0})
+    assert wd1["generalized"] == 3 and wd1["generalized_min"] <= wd1["generalized_median"] <= wd1["generalized_max"]
+    seed1 = next(m for m in data["members"] if m["name"] == "wd=1,seed=1")["report"]
+    start_run(RunDir.open(tmp_path / "s" / "wd=1,seed=1").config(), tmp_path / "alone")
+    alone = json.loads(runner.invoke(app, ["report", str(tmp_path / "alone"), "--json"]).stdout)
+    # chaotic over ~1k steps, so compare milestones, not weights
+    assert seed1["memorized_step"] == alone["memorized_step"]
+    assert abs(seed1["generalized_step"] - alone["generalized_step"]) <= 100
+    view = runner.invoke(app, ["report", str(tmp_path / "s")], env={"COLUMNS": "100"})
+    assert "time to grok" in view.stdout and "3 grokked" in view.stdout
+
+
+def test_sweep_cli_end_to_end_and_errors(tmp_path):
+    result = runner.invoke(app, ["sweep", *TINY_FLAGS, "--seed", "0:2", "--run-dir", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    assert "2 members" in result.stdout and "Summary: grokkit report" in result.stdout
+    assert (tmp_path / "s" / "seed=1" / "checkpoints").is_dir()
+    resumed = runner.invoke(app, ["resume", str(tmp_path / "s")])
+    assert resumed.exit_code == 0 and "2 done before" in resumed.stdout
+    for args, fragment in [
+        (["--seed", "0:0"], "--seed: '0:0' is not a non-empty range"),
+        (["--train-frac", "0.3:0.5"], "--train-frac: ranges like"),
+        (["--shard", "2/2"], "--shard: must be i/n"),
+        (["--train-frac", "0.5,1.5"], "--train-frac: must be strictly between 0 and 1"),
+        (["--run-dir", str(tmp_path / "s"), "--seed", "7"], "holds a different sweep"),
+    ]:
+        bad = runner.invoke(app, ["sweep", *TINY_FLAGS, *args])
+        assert bad.exit_code == 2, bad.output
+        assert fragment in bad.stderr and "Traceback" not in bad.output
+    help_text = runner.invoke(app, ["sweep", "--help"], env={"COLUMNS": "200"}).stdout
+    assert "A list a,b,c or a range a:b." in help_text and "--shard" in help_text
