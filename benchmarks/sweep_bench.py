@@ -1,6 +1,9 @@
 """A sweep of N seeds against N sequential `grokkit train` runs, and the largest nanda2023 sweep that fits in memory.
 
-Usage: python benchmarks/sweep_bench.py [--seeds 8] [--devices 1 2] [--no-sequential] [--no-capacity] [--json]
+Usage: python benchmarks/sweep_bench.py [--seeds 8] [--devices 1 2] [--config default|small] [--no-capacity] [--json]
+
+--config small is the test suite's quick-grokking setup (p=41, d_model 64, 50% train): a model too
+small to keep 2 cores busy, where batching members is what pays.
 
 Every figure is wall-clock of real `grokkit` processes (start-up, compilation and early exit
 included), each run in a fresh folder with a fresh compilation cache, one after the other.
@@ -42,20 +45,27 @@ def _generalized(run_dir: Path) -> int | None:
     return json.loads((run_dir / "summary.json").read_text()).get("generalized_step")
 
 
-def sequential(seeds: int, root: Path) -> dict:
+SETUPS = {
+    "default": [],
+    "small": ["--p", "41", "--train-frac", "0.5", "--d-model", "64", "--heads", "2", "--d-mlp", "128",
+              "--eval-every", "25", "--early-exit-window", "100"],
+}  # fmt: skip
+
+
+def sequential(seeds: int, root: Path, flags: list[str]) -> dict:
     env = _env(root / "cache-seq")
     times, steps = [], []
     for seed in range(seeds):
         run_dir = root / f"seq-{seed}"
-        times.append(_run(["train", "--seed", str(seed), "--run-dir", str(run_dir)], root, env))
+        times.append(_run(["train", *flags, "--seed", str(seed), "--run-dir", str(run_dir)], root, env))
         steps.append(_generalized(run_dir))
     return {"wall_s": sum(times), "per_run_s": times, "generalized_steps": steps}
 
 
-def swept(seeds: int, devices: int, root: Path) -> dict:
+def swept(seeds: int, devices: int, root: Path, flags: list[str]) -> dict:
     sweep_dir = root / f"sweep-{devices}dev"
     env = _env(root / f"cache-sweep-{devices}", devices)
-    wall = _run(["sweep", "--seed", f"0:{seeds}", "--run-dir", str(sweep_dir)], root, env)
+    wall = _run(["sweep", *flags, "--seed", f"0:{seeds}", "--run-dir", str(sweep_dir)], root, env)
     steps = [_generalized(sweep_dir / f"seed={seed}") for seed in range(seeds)]
     return {"devices": devices, "wall_s": wall, "generalized_steps": steps}
 
@@ -109,28 +119,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--devices", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--config", choices=sorted(SETUPS), default="default")
     parser.add_argument("--no-sequential", action="store_true")
     parser.add_argument("--no-capacity", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     console = Console(highlight=False)
-    results: dict = {"seeds": args.seeds, "cpu": _cpu_name(), "cores": os.cpu_count()}
+    results: dict = {"config": args.config, "seeds": args.seeds, "cpu": _cpu_name(), "cores": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="grokkit-sweep-bench-") as tmp:
         root = Path(tmp)
         if not args.no_sequential:
-            console.print(f"[dim]{args.seeds} sequential `grokkit train --seed i` runs...[/]")
-            results["sequential"] = sequential(args.seeds, root)
+            console.print(f"[dim]{args.seeds} sequential `grokkit train --seed i` runs ({args.config})...[/]")
+            results["sequential"] = sequential(args.seeds, root, SETUPS[args.config])
         results["sweeps"] = []
         for devices in args.devices:
             console.print(f"[dim]`grokkit sweep --seed 0:{args.seeds}` on {devices} device(s)...[/]")
-            results["sweeps"].append(swept(args.seeds, devices, root))
+            results["sweeps"].append(swept(args.seeds, devices, root, SETUPS[args.config]))
         if not args.no_capacity:
             console.print("[dim]nanda2023 sweep capacity...[/]")
             results["capacity"] = capacity(root)
     if args.json:
         console.out(json.dumps(results))
         return
-    table = Table(title=f"{args.seeds} seeds of the default config ({results['cpu']}, {results['cores']} cores)")
+    table = Table(title=f"{args.seeds} seeds of the {args.config} config ({results['cpu']}, {results['cores']} cores)")
     for column in ("how", "wall-clock", "speed-up", "steps to val 99% per seed"):
         table.add_column(column, justify="right" if column != "how" else "left")
     base = results.get("sequential", {}).get("wall_s")

@@ -779,6 +779,10 @@ def _run_with_progress(console: Console, steps: int, launch, resuming: bool = Fa
         raise typer.Exit(130)
 
 
+PLAIN_PROGRESS_EVERY_S = 20.0
+"""Without a terminal, a sweep prints a group's line when a member finishes, or after this many seconds."""
+
+
 def _sweep_with_progress(console: Console, launch) -> None:
     """Run a sweep with one line per group (members done and generalized), live on a terminal."""
     from rich.live import Live
@@ -787,7 +791,7 @@ def _sweep_with_progress(console: Console, launch) -> None:
     from grokkit.runner import StopRequest
 
     lines: dict[int, str] = {}
-    last_printed: dict[int, tuple] = {}
+    last_printed: dict[int, tuple[int, float]] = {}
     clock = {"start": time.perf_counter()}
     live = Live("", console=console, refresh_per_second=4, transient=False) if console.is_terminal else None
 
@@ -800,9 +804,11 @@ def _sweep_with_progress(console: Console, launch) -> None:
         if live is not None:
             live.update("\n".join(lines[g] for g in sorted(lines)))
             return
-        counts = (sum(lane.reason is not None for lane in lanes), step * 10 // max(steps, 1))
-        if last_printed.get(group) != counts:
-            last_printed[group] = counts
+        done = sum(lane.reason is not None for lane in lanes)
+        previous_done, previous_time = last_printed.get(group, (-1, 0.0))
+        now = time.perf_counter()
+        if done != previous_done or now - previous_time >= PLAIN_PROGRESS_EVERY_S:
+            last_printed[group] = (done, now)
             console.print(line, soft_wrap=True)
 
     stop = StopRequest()

@@ -12,11 +12,12 @@ from grokkit.config import Config, Grokfast
 
 @dataclass(frozen=True)
 class Side:
-    """One side of a comparison: a run, or the members of a sweep."""
+    """One side of a comparison: a run, or the members of a sweep (with each member's grid point, seeds aside)."""
 
     label: str
     runs: list[tuple[Config, list[dict[str, Any]]]]
     is_sweep: bool
+    points: list[str] | None = None  # per run, e.g. "lr=0.001"; None: all one point
 
 
 def _time_to(history: list[dict[str, Any]], threshold: float) -> tuple[int | None, float | None]:
@@ -27,9 +28,9 @@ def _time_to(history: list[dict[str, Any]], threshold: float) -> tuple[int | Non
     return step, elapsed
 
 
-def _pooled(side: Side, threshold: float) -> dict[str, Any]:
+def _pooled_runs(runs: list[tuple[Config, list[dict[str, Any]]]], threshold: float) -> dict[str, Any]:
     steps, seconds, budgets = [], [], []
-    for _, history in side.runs:
+    for _, history in runs:
         step, elapsed = _time_to(history, threshold)
         budgets.append(history[-1]["step"] if history else 0)
         if step is not None:
@@ -37,7 +38,7 @@ def _pooled(side: Side, threshold: float) -> dict[str, Any]:
             if elapsed is not None:
                 seconds.append(elapsed)
     return {
-        "runs": len(side.runs),
+        "runs": len(runs),
         "reached": len(steps),
         "median_step": statistics.median(steps) if steps else None,
         "min_step": min(steps, default=None),
@@ -45,6 +46,17 @@ def _pooled(side: Side, threshold: float) -> dict[str, Any]:
         "median_s": statistics.median(seconds) if seconds else None,
         "trained_steps": min(budgets, default=0),
     }
+
+
+def _pooled(side: Side, threshold: float) -> dict[str, Any]:
+    """Seeds pooled; for a sweep over several grid points, the best point (most seeds there, then fastest)."""
+    points = side.points or [""] * len(side.runs)
+    by_point: dict[str, list] = {}
+    for point, run in zip(points, side.runs, strict=True):
+        by_point.setdefault(point, []).append(run)
+    pooled = {point: _pooled_runs(runs, threshold) for point, runs in by_point.items()}
+    best = min(pooled, key=lambda p: (-pooled[p]["reached"], pooled[p]["median_step"] or float("inf")))
+    return {**pooled[best], "point": best or None, "points": len(pooled)}
 
 
 def effective_lr(config: Config) -> float:
@@ -100,8 +112,9 @@ def fairness_warnings(baseline: Side, candidate: Side) -> list[str]:
 
 
 def compare(baseline: Side, candidate: Side) -> dict[str, Any]:
-    """Per threshold: both sides pooled, the speed-up in steps and wall-clock (a lower bound when the baseline
-    never got there), and the fairness warnings."""
+    """Per threshold: both sides pooled over seeds (a sweep over other hyperparameters contributes its best grid
+    point: a tuned baseline), the speed-up in steps and wall-clock (a lower bound when the baseline never got
+    there), and the fairness warnings."""
     rows = []
     for threshold in THRESHOLDS:
         base, cand = _pooled(baseline, threshold), _pooled(candidate, threshold)

@@ -56,6 +56,20 @@ def describe_config(config: Config) -> Table:
         ),
         ("budget", f"{t.steps:,} steps, eval every {t.eval_every}, checkpoint every {t.checkpoint_every}"),
     ]
+    extras = []
+    if o.grokfast != "none":
+        window = f"window {o.grokfast_window}" if o.grokfast == "ma" else f"alpha {o.grokfast_alpha:g}"
+        extras.append(f"Grokfast {o.grokfast.value} ({window}, lambda {o.grokfast_lambda:g})")
+    if o.orthograd:
+        extras.append("⊥Grad")
+    if o.decay_to != "zero":
+        extras.append("weight decay toward the initial weights")
+    if t.loss != "softmax" or t.loss_dtype != "float32":
+        extras.append(f"{t.loss.value} loss in {t.loss_dtype.value}")
+    if m.init_scale != 1.0:
+        extras.append(f"initial weights x{m.init_scale:g}")
+    if extras:
+        rows.insert(-1, ("interventions", ", ".join(extras)))
     if config.preset:
         rows.insert(0, ("preset", config.preset))
     table = Table.grid(padding=(0, 1))
@@ -566,7 +580,8 @@ def comparison_report(result: dict[str, Any]) -> Group:
         if side["median_step"] is None:
             return f"not in {side['trained_steps']:,}"
         spread = f" [{side['min_step']:,}–{side['max_step']:,}]" if side["min_step"] != side["max_step"] else ""
-        return f"{side['median_step']:,.0f}{spread} ({side['reached']}/{side['runs']})"
+        best = f" best of {side['points']}: {side['point']}" if side.get("points", 1) > 1 else ""
+        return f"{side['median_step']:,.0f}{spread} ({side['reached']}/{side['runs']}){best}"
 
     def seconds(side: dict[str, Any]) -> str:
         return "—" if side["median_s"] is None else f"{side['median_s']:.1f}"

@@ -24,13 +24,16 @@ from grokkit.checkpoint import (
     save_checkpoint,
 )
 from grokkit.config import Config
-from grokkit.errors import StorageError, TrainingDiverged, UsageError
+from grokkit.errors import StorageError, UsageError
 from grokkit.jax_setup import configure_jax
 from grokkit.rundir import RunDir, default_run_dir
 
 Notify = Callable[[str], None]
 OnEval = Callable[[dict[str, Any]], None]
 
+STATUS = {"budget": "finished", "early-exit": "generalized", "interrupted": "interrupted", "diverged": "diverged"}
+"""summary.json's status for each way a run's training loop ends."""
+FINISHED = ("generalized", "finished", "diverged")
 ENV_KEYS_THAT_MATTER = ("jax", "jaxlib", "flax", "optax", "numpy", "backend", "device_count")
 
 
@@ -134,6 +137,9 @@ class _DiskSink:
             ) from None
         prune_checkpoints(self.run.checkpoints, self.config.train.keep_checkpoints)
 
+    def on_finish(self, reason: str) -> None:
+        self.run.write_summary(build_summary(self.config, self.history, STATUS[reason]))
+
 
 def build_summary(config: Config, history: list[dict[str, Any]], status: str) -> dict[str, Any]:
     last = history[-1] if history else {}
@@ -161,16 +167,9 @@ def _fit_and_record(
 ) -> RunResult:
     from grokkit.train import fit
 
-    sink = _DiskSink(run, config, history, on_eval)
-    try:
-        result = fit(exp, state, history, sink=sink, should_stop=stop, elapsed_before=elapsed_before)
-    except TrainingDiverged:
-        run.write_summary(build_summary(config, sink.history, "diverged"))
-        raise
-    status = {"budget": "finished", "early-exit": "generalized", "interrupted": "interrupted"}[result.reason]
-    summary = build_summary(config, result.history, status)
-    run.write_summary(summary)
-    return RunResult(run.path, result.reason, result.history, summary)
+    result = fit(exp, state, history, sink=_DiskSink(run, config, history, on_eval), should_stop=stop,
+                 elapsed_before=elapsed_before)  # fmt: skip
+    return RunResult(run.path, result.reason, result.history, run.summary())
 
 
 def start_run(
@@ -267,7 +266,6 @@ def resume_run(
         return _fit_and_record(run, config, exp, state, history, on_eval, stop or StopRequest(), elapsed)
 
 
-FINISHED = ("generalized", "finished", "diverged")
 OnGroup = Callable[[int, int, int, int, list], None]
 
 
@@ -372,15 +370,10 @@ def _run_sweep(path: Path, spec, shard, notify: Notify, on_group: OnGroup, stop:
             try:
                 train_group([m for _, _, m in members], should_stop=stop, on_chunk=on_chunk)
             finally:
-                for run, config, member in members:
-                    reason = member.lane.reason
-                    if reason is None:
-                        continue
-                    status = {"budget": "finished", "early-exit": "generalized", "interrupted": "interrupted",
-                              "diverged": "diverged"}[reason]  # fmt: skip
-                    run.write_summary(build_summary(config, member.lane.sink.history, status))
-                    reasons[run.path.name] = reason
-                    if reason == "diverged":
+                for run, _, member in members:
+                    if member.lane.reason is not None:
+                        reasons[run.path.name] = member.lane.reason
+                    if member.lane.reason == "diverged":
                         notify(f"{run.path.name}: {member.lane.error}")
             on_group(index, len(groups), max(lane.step for lane in everyone), steps, everyone)
             if stop():

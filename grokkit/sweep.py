@@ -103,7 +103,7 @@ class SweepSpec:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> SweepSpec:
         base = Config.from_dict(raw["base"])
-        axes = {k: parse_values(k, ",".join(map(str, vs)), k) if vs else [] for k, vs in raw["axes"].items()}
+        axes = {k: [None if v is None else parse_values(k, str(v), k)[0] for v in vs] for k, vs in raw["axes"].items()}
         return cls(base, axes)
 
 

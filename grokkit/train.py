@@ -254,6 +254,7 @@ class RunSink:
 
     def on_eval(self, record: dict[str, Any]) -> None: ...
     def on_checkpoint(self, state: TrainState, elapsed_s: float) -> None: ...
+    def on_finish(self, reason: str) -> None: ...
 
 
 @dataclass
@@ -327,6 +328,7 @@ def run_lanes(
             lane.sink.on_checkpoint(member(i), lane.elapsed_before + time.perf_counter() - start)
             lane.last_saved = lane.step
         lane.reason = reason
+        lane.sink.on_finish(reason)
 
     while True:
         for i, lane in enumerate(lanes):
@@ -363,6 +365,7 @@ def run_lanes(
                     f"{', '.join(bad)} became NaN/Inf by step {lane.step}; training stopped and {kept}. "
                     "Lower --lr or check the config."
                 )
+                lane.sink.on_finish("diverged")
                 continue
             lane.history.append(record)
             lane.sink.on_eval(record)

@@ -1,5 +1,7 @@
 """Milestones, verdicts and the early-stopping counterfactual on synthetic curves."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -91,3 +93,63 @@ def test_patience_changes_the_stop():
     history = clean_grok()
     assert analysis.early_stopping(history, patience=1)["stop_step"] == 200
     assert analysis.early_stopping(history, patience=3)["stop_step"] == 400
+
+
+def _history(val_by_step: dict[int, float], seconds_per_step: float = 0.01) -> list[dict]:
+    return [{"step": s, "val_acc": v, "train_acc": 1.0, "elapsed_s": s * seconds_per_step}
+            for s, v in sorted(val_by_step.items())]  # fmt: skip
+
+
+def test_compare_pools_seeds_and_bounds_a_baseline_that_never_got_there():
+    from grokkit.comparison import Side, compare
+    from grokkit.config import resolve
+
+    steps = range(100, 2100, 100)
+    base_cfg, cand_cfg = resolve(None, {"optim.wd": 0.0}), resolve(None, {"optim.grokfast": "ema", "optim.wd": 0.005})
+    baseline = Side("baseline", [(base_cfg, _history({s: 0.1 for s in steps}))], False)
+    candidate = Side("candidate", [
+        (dataclasses.replace(cand_cfg, seed=seed), _history({s: 1.0 if s >= at else 0.1 for s in steps}))
+        for seed, at in ((0, 200), (1, 400), (2, 1000))
+    ], True)  # fmt: skip
+    result = compare(baseline, candidate)
+    row99 = next(r for r in result["thresholds"] if r["threshold"] == 0.99)
+    assert row99["candidate"]["median_step"] == 400 and row99["candidate"]["reached"] == 3
+    assert row99["lower_bound"] and row99["speedup_steps"] == 2000 / 400
+    warnings = " ".join(result["warnings"])
+    for fragment in ("different weight decay", "effective learning rate", "baseline has a single seed",
+                     "not swept", "whole group's time"):  # fmt: skip
+        assert fragment in warnings
+
+
+def test_compare_speedup_in_steps_and_seconds_without_warnings_for_a_fair_pair():
+    from grokkit.comparison import Side, compare
+    from grokkit.config import resolve
+
+    steps = range(100, 2100, 100)
+    runs = lambda at, lr: [  # noqa: E731
+        (resolve(None, {"seed": seed, "optim.lr": lr}), _history({s: 1.0 if s >= at else 0.0 for s in steps}))
+        for seed in (0, 1)
+    ]
+    baseline = Side("baseline", runs(1000, 1e-3) + runs(1000, 3e-3), False)
+    candidate = Side("candidate", runs(500, 1e-3) + runs(500, 3e-3), False)
+    result = compare(baseline, candidate)
+    row = result["thresholds"][1]
+    assert row["speedup_steps"] == 2.0 and row["speedup_s"] == pytest.approx(2.0) and not row["lower_bound"]
+    assert result["warnings"] == []
+
+
+def test_compare_takes_the_best_grid_point_of_a_swept_baseline():
+    from grokkit.comparison import Side, compare
+    from grokkit.config import resolve
+
+    steps = range(100, 2100, 100)
+    runs, points = [], []
+    for lr, at in ((1e-3, 1500), (3e-3, 600)):
+        for seed in (0, 1):
+            runs.append((resolve(None, {"seed": seed, "optim.lr": lr}), _history({s: float(s >= at) for s in steps})))
+            points.append(f"lr={lr:g}")
+    baseline = Side("baseline", runs, True, points)
+    candidate = Side("candidate", runs[2:], False)
+    row = compare(baseline, candidate)["thresholds"][2]
+    assert row["baseline"]["point"] == "lr=0.003" and row["baseline"]["points"] == 2
+    assert row["speedup_steps"] == 1.0

@@ -30,7 +30,7 @@ def test_help_lists_commands_and_does_not_import_jax():
     subprocess.run([sys.executable, "-c", code], check=True)
     result = invoke("--help")
     assert result.exit_code == 0
-    for command in ("tasks", "data", "train", "resume"):
+    for command in ("tasks", "data", "train", "resume", "sweep", "report", "compare", "inspect", "export"):
         assert command in result.stdout
 
 
@@ -42,7 +42,8 @@ def test_python_dash_m_works():
 def test_train_help_has_panels_and_presets():
     result = invoke("train", "--help")
     assert result.exit_code == 0
-    for fragment in ("Data", "Model", "Optimizer", "Run", "nanda2023", "power2022", "--no-early-exit",
+    for fragment in ("Data", "Model", "Optimizer", "Grokking interventions", "Run", "nanda2023", "power2022",
+                     "grokfast2024", "--grokfast", "--orthograd", "--loss-dtype", "--init-scale", "--no-early-exit",
                      "[default: 97]", "[default: 0.35]", "[default: adamw]", "[default: full batch]"):  # fmt: skip
         assert fragment in result.stdout
     assert "grokkit[plot]" in invoke("report", "--help").stdout
@@ -201,6 +202,21 @@ BAD_EVERYWHERE = [
     (["export", "{tmp}/run"], ["nothing to do"]),
     (["export", "{tmp}/run", "--csv", "{tmp}"], ["--csv", "folder"]),
     (["export", "{tmp}/nowhere", "--csv", "{tmp}/m.csv"], ["does not exist"]),
+    (["train", "--grokfast", "fft"], ["--grokfast"]),
+    (["train", "--grokfast-alpha", "1"], ["--grokfast-alpha", "[0, 1)"]),
+    (["train", "--grokfast-lambda", "-1"], ["--grokfast-lambda", ">= 0"]),
+    (["train", "--grokfast-window", "0"], ["--grokfast-window", ">= 1"]),
+    (["train", "--init-scale", "0"], ["--init-scale", "> 0"]),
+    (["train", "--init-scale", "nan"], ["--init-scale", "finite"]),
+    (["train", "--loss", "hinge"], ["--loss"]),
+    (["train", "--loss-dtype", "float16"], ["--loss-dtype"]),
+    (["train", "--decay-to", "one"], ["--decay-to"]),
+    (["sweep", "--lr", "1e-3,abc"], ["--lr", "'abc' is not a valid value"]),
+    (["sweep", "--seed", "5:2"], ["--seed", "non-empty range"]),
+    (["sweep", "--steps", "0,10"], ["--steps", ">= 1"]),
+    (["sweep", "--run-dir", "{tmp}/file.txt"], ["--run-dir", "not a sweep folder"]),
+    (["resume", "{tmp}/run", "--shard", "0/2"], ["--shard", "not a sweep folder"]),
+    (["compare", "{tmp}/run", "{tmp}/nowhere"], ["does not exist"]),
 ]
 
 

@@ -224,3 +224,18 @@ def test_sweep_cli_end_to_end_and_errors(tmp_path):
         assert fragment in bad.stderr and "Traceback" not in bad.output
     help_text = runner.invoke(app, ["sweep", "--help"], env={"COLUMNS": "200"}).stdout
     assert "A list a,b,c or a range a:b." in help_text and "--shard" in help_text
+
+
+def test_compare_a_sweep_against_a_run(tiny_sweep):
+    root, spec, _ = tiny_sweep
+    member = root / "sweep" / spec.members()[0].name
+    result = runner.invoke(app, ["compare", str(member), str(root / "sweep"), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [row["threshold"] for row in data["thresholds"]] == [0.5, 0.95, 0.99]
+    assert data["thresholds"][0]["candidate"]["runs"] == 2 and data["thresholds"][0]["candidate"]["points"] == 2
+    assert any("single seed" in w for w in data["warnings"])
+    view = runner.invoke(app, ["compare", str(member), str(root / "sweep")], env={"COLUMNS": "120"})
+    assert view.exit_code == 0 and "speed-up (steps)" in view.stdout and "warning:" in view.stdout
+    missing = runner.invoke(app, ["compare", str(member), str(root / "nowhere")])
+    assert missing.exit_code == 2 and "does not exist" in missing.stderr
