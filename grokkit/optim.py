@@ -79,22 +79,25 @@ def grokfast_ema(alpha: float, lam: float) -> optax.GradientTransformation:
 class GrokfastMaState(NamedTuple):
     count: jax.Array  # int32 [], gradients seen
     window: optax.Updates  # per leaf [W, ...], a ring buffer of the last W gradients
+    total: optax.Updates  # per leaf, the sum of the buffer (kept so a step costs O(params), not O(W params))
 
 
 def grokfast_ma(window: int, lam: float) -> optax.GradientTransformation:
     """Lee et al. 2024: once W gradients are stored, emit g + lam * mean(last W gradients, g included)."""
 
     def init(params):
+        zeros = jax.tree.map(jnp.zeros_like, params)
         return GrokfastMaState(
-            jnp.zeros((), jnp.int32), jax.tree.map(lambda p: jnp.zeros((window, *p.shape), p.dtype), params)
+            jnp.zeros((), jnp.int32), jax.tree.map(lambda p: jnp.zeros((window, *p.shape), p.dtype), params), zeros
         )
 
     def update(grads, state, params=None):
         slot = state.count % window
+        total = jax.tree.map(lambda t, b, g: t - b[slot] + g, state.total, state.window, grads)
         buffer = jax.tree.map(lambda b, g: b.at[slot].set(g), state.window, grads)
         full = state.count + 1 >= window
-        out = jax.tree.map(lambda g, b: jnp.where(full, g + lam * b.mean(0), g), grads, buffer)
-        return out, GrokfastMaState(state.count + 1, buffer)
+        out = jax.tree.map(lambda g, t: jnp.where(full, g + lam * t / window, g), grads, total)
+        return out, GrokfastMaState(state.count + 1, buffer, total)
 
     return optax.GradientTransformation(init, update)
 
