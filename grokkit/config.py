@@ -264,11 +264,12 @@ _GROKFAST_BASE: dict[str, Any] = {
     "train.steps": 100_000, "train.eval_every": 50, "train.checkpoint_every": 1000,
 }  # fmt: skip
 
+# init scale 1/sqrt(3): PyTorch's default Linear init (their code) has variance 1/(3 fan_in), ours 1/fan_in
 _PRIETO_BASE: dict[str, Any] = {
     "data.task": "mod-add", "data.p": 113, "data.train_frac": 0.4, "model.kind": ModelKind.mlp,
     "model.width": 200, "model.depth": 2, "model.activation": Activation.relu, "model.embed": Embed.concat,
-    "model.bias": False, "optim.name": OptimizerName.adamw, "optim.lr": 0.01, "optim.wd": 0.0,
-    "optim.beta1": 0.9, "optim.beta2": 0.999, "optim.warmup": 0, "optim.batch_size": None,
+    "model.bias": False, "model.init_scale": 0.577, "optim.name": OptimizerName.adamw, "optim.lr": 0.01,
+    "optim.wd": 0.0, "optim.beta1": 0.9, "optim.beta2": 0.999, "optim.warmup": 0, "optim.batch_size": None,
     "train.steps": 5000, "train.eval_every": 25, "train.checkpoint_every": 500,
 }  # fmt: skip
 
@@ -367,16 +368,16 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "prieto2025-stablemax",
             "a+b mod 113, 40% train, MLP 2 x 200 ReLU without biases on concatenated one-hot inputs, full batch, "
-            "Adam lr 0.01, beta2 0.999, no weight decay, StableMax cross-entropy",
+            "Adam lr 0.01, beta2 0.999, no weight decay, StableMax cross-entropy, 80k steps (their Figure 1)",
             "Prieto et al. 2025, Grokking at the Edge of Numerical Stability (StableMax)",
-            {**_PRIETO_BASE, "train.loss": Loss.stablemax},
+            {**_PRIETO_BASE, "train.loss": Loss.stablemax, "train.steps": 80_000, "train.eval_every": 100},
         ),
         Preset(
             "prieto2025-orthograd",
             "the prieto2025-stablemax setup with softmax cross-entropy and ⊥Grad before AdamW (beta2 0.99, "
-            "no weight decay)",
+            "no weight decay), 300 steps (their Figure 1)",
             "Prieto et al. 2025, Grokking at the Edge of Numerical Stability (⊥AdamW)",
-            {**_PRIETO_BASE, "optim.orthograd": True, "optim.beta2": 0.99},
+            {**_PRIETO_BASE, "optim.orthograd": True, "optim.beta2": 0.99, "train.steps": 300, "train.eval_every": 10},
         ),
         Preset(
             "gromov2023",

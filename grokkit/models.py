@@ -161,7 +161,8 @@ class MLP(nnx.Module):
     def __init__(self, cfg: ModelConfig, vocab_size: int, n_operands: int, n_classes: int, *, rngs: nnx.Rngs):
         tables = n_operands if Embed(cfg.embed) == Embed.concat else 1
         self.act = cfg.activation
-        self.embed_OVF = _normal(rngs, (tables, vocab_size, cfg.width), 1 / np.sqrt(n_operands))
+        # lecun-normal on the one-hot input's true fan-in, as a Linear layer on the concatenated one-hots would be
+        self.embed_OVF = _normal(rngs, (tables, vocab_size, cfg.width), 1 / np.sqrt(tables * vocab_size))
         self.b_embed_F = nnx.Param(jnp.zeros((cfg.width,), jnp.float32)) if cfg.bias else None
         self.hidden = nnx.List(
             [nnx.Linear(cfg.width, cfg.width, use_bias=cfg.bias, rngs=rngs) for _ in range(cfg.depth - 1)]
