@@ -5,10 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast lint format bench profile grok clean
+.PHONY: help setup test test-fast lint format bench bench-sweep profile grok clean
 
 help: ## Show this help
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,12 @@ format: $(STAMP) ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix grokkit tests benchmarks
 	$(BIN)/ruff format grokkit tests benchmarks
 
-bench: $(STAMP) ## Throughput, GFLOP/s vs matmul peak, start-up, time to grok (add ARGS=--json)
+bench: $(STAMP) ## Throughput, GFLOP/s vs peak, start-up, time to grok; then bench-sweep (~25 min in all)
 	$(BIN)/python benchmarks/bench.py $(ARGS)
+	$(BIN)/python benchmarks/sweep_bench.py $(ARGS)
+
+bench-sweep: $(STAMP) ## 8-seed sweep vs 8 sequential runs, nanda2023 sweep capacity (ARGS=--config small ...)
+	$(BIN)/python benchmarks/sweep_bench.py $(ARGS)
 
 profile: $(STAMP) ## Where a step's time goes: plain vs fast model, forward, backward, optimizer
 	$(BIN)/python benchmarks/profile_step.py $(ARGS)
