@@ -96,11 +96,13 @@ def train_group(
     devices = devices or jax.local_devices()
     mesh = Mesh(np.array(devices), (MEMBER_AXIS,))
     exp = members[0].exp
-    chunk = None
+    chunks: dict[Data, Any] = {}  # by vmap in_axes: after compaction the members left may share their data
     active = list(members)
     while active:
         data, data_axes = stack_data(active)
-        chunk = chunk or make_chunk_fn(exp, data_axes)
+        if data_axes not in chunks:
+            chunks[data_axes] = make_chunk_fn(exp, data_axes)
+        chunk = chunks[data_axes]
         padding = -len(active) % len(devices)
         state = jax.tree.map(lambda *xs: np.stack(xs), *[jax.device_get(m.state) for m in active])
         state = _place(state, jax.tree.map(lambda _: 0, state), mesh, padding)
@@ -108,13 +110,13 @@ def train_group(
         lanes = [m.lane for m in active]
         compact_below = len(active) // 2 if len(active) > 1 else 0
 
-        def stop_or_compact(lanes=lanes, compact_below=compact_below) -> bool:
+        def compact_due(lanes=lanes, compact_below=compact_below) -> bool:
             return sum(lane.reason is None for lane in lanes) <= compact_below
 
         started = time.perf_counter()
         state = run_lanes(
             exp, chunk, state, data, lanes, batched=True, should_stop=should_stop, on_chunk=on_chunk,
-            pause=stop_or_compact,
+            pause=compact_due,
         )  # fmt: skip
         host = jax.device_get(state)
         still = []

@@ -239,3 +239,19 @@ def test_compare_a_sweep_against_a_run(tiny_sweep):
     assert view.exit_code == 0 and "speed-up (steps)" in view.stdout and "warning:" in view.stdout
     missing = runner.invoke(app, ["compare", str(member), str(root / "nowhere")])
     assert missing.exit_code == 2 and "does not exist" in missing.stderr
+
+
+def test_members_with_their_own_tables_stack_their_data(tmp_path):
+    """`rand` draws its table from the data seed: each member's full dataset is stacked, not shared."""
+    spec = SweepSpec(resolve(None, {**TINY, "data.task": "rand", "train.steps": 20}), {"seed": [0, 1]})
+    result = start_sweep(spec, tmp_path / "rand")
+    assert set(result.reasons.values()) == {"budget"}
+    from grokkit.group import Member, stack_data
+    from grokkit.train import Lane, RunSink, init_state, make_experiment
+
+    exps = [make_experiment(m.config) for m in spec.members()]
+    _, axes = stack_data([Member(e, init_state(e), Lane(RunSink(), [], 0)) for e in exps])
+    assert axes.every is not None
+    plain = [make_experiment(resolve(None, {**TINY, "seed": s})) for s in (0, 1)]
+    _, shared = stack_data([Member(e, init_state(e), Lane(RunSink(), [], 0)) for e in plain])
+    assert shared.every is None
