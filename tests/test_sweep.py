@@ -18,7 +18,7 @@ from grokkit.cli import app
 from grokkit.config import resolve
 from grokkit.errors import UsageError
 from grokkit.group import group_key
-from grokkit.reporting import load_sweep
+from grokkit.reporting import SweepReport, load_sweep
 from grokkit.rundir import RunDir
 from grokkit.runner import resume_sweep, start_run, start_sweep
 from grokkit.sweep import SweepSpec, parse_shard, parse_values, shard_members
@@ -255,3 +255,25 @@ def test_members_with_their_own_tables_stack_their_data(tmp_path):
     plain = [make_experiment(resolve(None, {**TINY, "seed": s})) for s in (0, 1)]
     _, shared = stack_data([Member(e, init_state(e), Lane(RunSink(), [], 0)) for e in plain])
     assert shared.every is None
+
+
+def test_sweep_report_figure_and_two_axis_grid(tiny_sweep, tmp_path):
+    root, _, _ = tiny_sweep
+    result = runner.invoke(app, ["report", str(root / "sweep"), "--png", str(tmp_path / "phase.png")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "phase.png").read_bytes()[:4] == b"\x89PNG"
+    from rich.console import Console
+
+    from grokkit.render import sweep_view
+
+    spec = SweepSpec(resolve(None, TINY), {"optim.lr": [1e-2, 3e-3], "optim.wd": [0.5, 1.0], "seed": [0, 1]})
+    rows = [
+        {"point": {"optim.lr": lr, "optim.wd": wd}, "members": 2, "started": 2, "generalized": 2 if median else 0,
+         "verdicts": {}, "memorized_median": 100, "memorized_min": 100, "memorized_max": 100,
+         "generalized_median": median, "generalized_min": median, "generalized_max": median}
+        for lr, wd, median in [(1e-2, 0.5, 400), (1e-2, 1.0, 900), (3e-3, 0.5, None), (3e-3, 1.0, 2500)]
+    ]  # fmt: skip
+    console = Console(width=100, record=True)
+    console.print(sweep_view(SweepReport(tmp_path, spec, [], rows), 100))
+    text = console.export_text()
+    assert "time to grok (median step" in text and "2,500" in text and "—" in text
