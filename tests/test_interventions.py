@@ -146,3 +146,21 @@ def test_presets_resolve_and_cite_their_source():
         assert "et al." in PRESETS[name].source or PRESETS[name].source.startswith("Gromov 2023")
         resolve(name)
     assert resolve("grokfast2024").optim.grokfast == "ema" and resolve("prieto2025-orthograd").optim.orthograd
+
+
+def test_resume_is_bit_exact_with_filter_state_in_the_checkpoint(tmp_path):
+    from conftest import TINY
+
+    from grokkit.checkpoint import list_checkpoints, load_checkpoint
+    from grokkit.runner import resume_run, start_run
+
+    overrides = {**TINY, "optim.grokfast": "ma", "optim.grokfast_window": 4, "optim.orthograd": True,
+                 "optim.decay_to": "init", "train.early_exit": False}  # fmt: skip
+    start_run(resolve(None, {**overrides, "train.steps": 40}), tmp_path / "straight")
+    start_run(resolve(None, {**overrides, "train.steps": 20}), tmp_path / "split")
+    resume_run(tmp_path / "split", steps=40)
+    straight, split = (
+        load_checkpoint(list_checkpoints(tmp_path / n / "checkpoints")[-1])[0] for n in ("straight", "split")
+    )
+    assert any("window" in key for key in straight) and any("init_params" in key for key in straight)
+    assert straight.keys() == split.keys() and all(np.array_equal(straight[k], split[k]) for k in straight)
