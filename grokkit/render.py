@@ -12,6 +12,7 @@ from rich.text import Text
 from grokkit.analysis import milestones
 from grokkit.config import Config, ModelKind
 from grokkit.data import TASKS, Dataset, Split, input_space_size
+from grokkit.sweep import shown
 
 
 def tasks_table(p: int = 97) -> Table:
@@ -445,7 +446,7 @@ def sweep_plan(spec, members, shard: tuple[int, int], sweep_dir: str) -> Group:
     axes.add_column(style="bold")
     axes.add_column()
     for key, values in spec.axes.items():
-        axes.add_row(key, ", ".join(f"{v:g}" if isinstance(v, float) else str(getattr(v, "value", v)) for v in values))
+        axes.add_row(key, ", ".join(shown(v) for v in values))
     index, count = shard
     mine = len(members[index::count])
     where = f"{mine} of {len(members)} members (shard {index}/{count})" if count > 1 else f"{len(members)} members"
@@ -477,10 +478,6 @@ def sweep_outcome(result) -> Text:
     return text
 
 
-def _value(v: Any) -> str:
-    return f"{v:g}" if isinstance(v, float) else str(v)
-
-
 def _median_range(row: dict[str, Any], name: str) -> str:
     median = row[f"{name}_median"]
     if median is None:
@@ -505,7 +502,7 @@ def sweep_view(sweep, width: int = 80, plot: bool = True) -> Group:
         runs = f"{row['started']}/{row['members']}"
         verdicts = ", ".join(f"{n} {v}" for v, n in sorted(row["verdicts"].items()))
         table.add_row(
-            *(_value(row["point"][k]) for k in keys),
+            *(shown(row["point"][k]) for k in keys),
             runs,
             _median_range(row, "memorized"),
             _median_range(row, "generalized"),
@@ -550,7 +547,7 @@ def _phase_grid(sweep, keys: list[str]) -> Table:
     table.add_column(f"{rows_axis.rsplit('.', 1)[-1]} \\ {cols_axis.rsplit('.', 1)[-1]}", style="bold")
     columns = [getattr(v, "value", v) for v in sweep.spec.axes[cols_axis]]
     for value in columns:
-        table.add_column(_value(value), justify="right")
+        table.add_column(shown(value), justify="right")
     found = [r["generalized_median"] for r in sweep.aggregates if r["generalized_median"] is not None]
     low, high = (min(found), max(found)) if found else (0, 1)
     for row_value in (getattr(v, "value", v) for v in sweep.spec.axes[rows_axis]):
@@ -565,7 +562,7 @@ def _phase_grid(sweep, keys: list[str]) -> Table:
             shade = 0.0 if high == low else (median - low) / (high - low)
             style = "green" if shade < 1 / 3 else "yellow" if shade < 2 / 3 else "red"
             cells.append(Text(f"{median:,.0f}", style=style))
-        table.add_row(_value(row_value), *cells)
+        table.add_row(shown(row_value), *cells)
     return table
 
 

@@ -217,27 +217,16 @@ def _pyplot():
 def load_side(path: Path, label: str):
     """A run or a sweep folder as one side of `grokkit compare` (sweep members that have not started are skipped)."""
     from grokkit.comparison import Side
-    from grokkit.sweep import SEED_KEYS, is_sweep, open_sweep
+    from grokkit.sweep import SEED_KEYS, is_sweep, open_sweep, point_name
 
     if is_sweep(path):
         root, spec = open_sweep(path)
-        members = [root / m.name for m in spec.members() if (root / m.name / "config.json").is_file()]
+        members = [m for m in spec.members() if (root / m.name / "config.json").is_file()]
         if not members:
             raise UsageError(f"{path}: no member has started yet", option=label.upper())
-        runs = [load_run(member) for member in members]
-        swept = [k for k in spec.axes if k not in SEED_KEYS]
-        points = [",".join(f"{k.rpartition('.')[2]}={_shown(_config_value(r.config, k))}" for k in swept) for r in runs]
+        runs = [load_run(root / m.name) for m in members]
+        points = [point_name({k: v for k, v in m.values.items() if k not in SEED_KEYS}) for m in members]
         name = f"{label} ({Path(path).name}, {len(runs)} runs)"
         return Side(name, [(r.config, r.history) for r in runs], True, points)
     run = load_run(path)
     return Side(f"{label} ({run.name})", [(run.config, run.history)], False)
-
-
-def _shown(value: Any) -> str:
-    value = getattr(value, "value", value)
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _config_value(config: Config, key: str) -> Any:
-    section, _, name = key.rpartition(".")
-    return getattr(getattr(config, section) if section else config, name)

@@ -324,44 +324,38 @@ def _run_sweep(path: Path, spec, shard, notify: Notify, on_group: OnGroup, stop:
 
     start = time.perf_counter()
     reasons: dict[str, str] = {}
-    pending: list[tuple[RunDir, Config, Any]] = []
+    groups: dict[tuple[str, int], list] = {}  # by (group key, step): members that train in one program
+    init_fns: dict[str, Any] = {}  # one compiled initializer per group key
     env = current_env()
     with ExitStack() as locks:
         for grid_member in shard_members(spec.members(), shard):
             member_path = path / grid_member.name
-            config = grid_member.config
-            if not (member_path / "config.json").exists():
+            if (member_path / "config.json").exists():
+                run = RunDir.open(member_path)
+                if run.summary().get("status") in FINISHED:
+                    reasons[grid_member.name] = "done before"
+                    continue
+                config = run.config()
+                _check_env(run, force, notify)
+                locks.enter_context(run.lock())
+                exp, state, history, elapsed = _restore(run, config, notify)
+            else:
+                config = grid_member.config
                 exp = make_experiment(config)
                 run = RunDir.create(member_path, config, env, exp.split, link_latest=False)
                 locks.enter_context(run.lock())
-                pending.append((run, config, exp))
-                continue
-            run = RunDir.open(member_path)
-            if run.summary().get("status") in FINISHED:
-                reasons[grid_member.name] = "done before"
-                continue
-            _check_env(run, force, notify)
-            locks.enter_context(run.lock())
-            pending.append((run, run.config(), _restore(run, run.config(), notify)))
-        groups: dict[tuple[str, int], list] = {}
-        init_fns: dict[str, Any] = {}
-        for run, config, restored in pending:
-            if not isinstance(restored, tuple):
-                exp = restored
                 key = group_key(config)
                 init_fns.setdefault(key, make_init_fn(exp))
                 state, history, elapsed = init_fns[key](config), [], 0.0
-            else:
-                exp, state, history, elapsed = restored
             step = int(state.step)
-            sink = _DiskSink(run, config, history, None)
-            lane = Lane(sink, list(history), step, elapsed, last_saved=step if step > 0 else None)
+            lane = Lane(_DiskSink(run, config, history, None), list(history), step, elapsed,
+                        last_saved=step if step > 0 else None)  # fmt: skip
             groups.setdefault((group_key(config), step), []).append((run, config, Member(exp, state, lane)))
         if groups:
-            notify(f"{len(pending)} member(s) in {len(groups)} group(s) of one compiled program each")
+            count = sum(len(members) for members in groups.values())
+            notify(f"{count} member(s) in {len(groups)} group(s) of one compiled program each")
         for index, members in enumerate(groups.values()):
             steps = members[0][1].train.steps
-
             everyone = [m.lane for _, _, m in members]
 
             def on_chunk(step, _active, index=index, steps=steps, everyone=everyone):

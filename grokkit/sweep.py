@@ -61,15 +61,20 @@ def parse_values(key: str, text: str, option: str) -> list[Any]:
     return values
 
 
+def shown(value: Any) -> str:
+    """A grid value as written in names and tables: floats as %g, choices by their value."""
+    value = getattr(value, "value", value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def point_name(values: dict[str, Any]) -> str:
+    """Grid values as "train_frac=0.3,seed=2" (short field names, in order)."""
+    return ",".join(f"{key.rpartition('.')[2]}={shown(value)}" for key, value in values.items())
+
+
 def member_name(values: dict[str, Any]) -> str:
     """A member folder's name from its grid values, e.g. "train_frac=0.3,seed=2"."""
-    if not values:
-        return "run"
-    parts = []
-    for key, value in values.items():
-        shown = f"{value:g}" if isinstance(value, float) else getattr(value, "value", value)
-        parts.append(f"{key.rpartition('.')[2]}={shown}")
-    return ",".join(parts)
+    return point_name(values) or "run"
 
 
 @dataclass(frozen=True)
