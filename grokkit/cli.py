@@ -10,6 +10,7 @@ import io
 import time
 import typing
 from enum import Enum, StrEnum
+from inspect import cleandoc as inspect_cleandoc
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -88,7 +89,16 @@ def _user_errors(command):
             _stderr().print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)
             raise typer.Exit(err.exit_code) from None
 
+    wrapper.__doc__ = _reflowed(command.__doc__)
     return wrapper
+
+
+def _reflowed(doc: str | None) -> str | None:
+    """Join each paragraph's lines: Rich help keeps single newlines, which breaks lines twice on narrow terminals."""
+    if doc is None:
+        return None
+    paragraphs = inspect_cleandoc(doc).split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
 
 
 def _version(value: bool) -> None:
@@ -139,8 +149,8 @@ def data(
 ) -> None:
     """Generate a task's full dataset and its train/validation split, and write it to a file.
 
-    The npz holds tokens [n, seq] (int32; `[x, y, =]`, '=' is the token after the
-    operands), labels [n], train_idx and val_idx. The csv has one row per example
+    The npz holds tokens \\[n, seq] (int32; `\\[x, y, =]`, '=' is the token after the
+    operands), labels \\[n], train_idx and val_idx. The csv has one row per example
     with its operands, label and split.
     """
     from grokkit.data import make_dataset, split_dataset

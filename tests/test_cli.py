@@ -47,6 +47,8 @@ def test_train_help_has_panels_and_presets():
                      "[default: 97]", "[default: 0.35]", "[default: adamw]", "[default: full batch]"):  # fmt: skip
         assert fragment in result.stdout
     assert "grokkit[plot]" in invoke("report", "--help").stdout
+    assert "1, full batch" in result.stdout  # docstring paragraphs are reflowed, not broken at source newlines
+    assert "tokens [n, seq]" in invoke("data", "--help").stdout
 
 
 def test_tasks_table():
