@@ -1,9 +1,13 @@
-"""Reading runs for `report` and `export`: analysis of what is on disk, figures, CSV and TensorBoard."""
+"""Reading runs for `report` and `export`: analysis of what is on disk, figures, CSV, JSON lines and TensorBoard."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,39 +65,90 @@ def _write(path: Path, payload: bytes, option: str) -> None:
         raise UsageError(f"cannot write {path}: {err.strerror}", option=option) from None
 
 
+def flatten_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """One metrics record with nested dicts and lists spread into flat columns ("param_norms.blocks/0")."""
+    flat: dict[str, Any] = {}
+
+    def spread(name: str, value: Any) -> None:
+        if isinstance(value, Mapping):
+            for key, inner in value.items():
+                spread(f"{name}.{key}", inner)
+        elif isinstance(value, list | tuple):
+            for index, inner in enumerate(value):
+                spread(f"{name}.{index}", inner)
+        else:
+            flat[name] = value
+
+    for key, value in record.items():
+        spread(str(key), value)
+    return flat
+
+
+def flat_columns(records: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Every flat column of `records`, in first-seen order, each kept beside its siblings of the same field."""
+    by_field: dict[str, dict[str, None]] = {}
+    for record in records:
+        for key, value in record.items():
+            columns = by_field.setdefault(str(key), {})
+            for column in flatten_record({key: value}):
+                columns.setdefault(column)
+    return [column for columns in by_field.values() for column in columns]
+
+
 def export_csv(run: LoadedRun, out: Path) -> int:
-    """Write metrics.jsonl as CSV (one row per evaluation); returns the row count."""
-    columns: list[str] = []
-    for record in run.history:
-        columns += [k for k in record if k not in columns]
+    """Write the metrics as CSV, one row per evaluation and one number per cell; returns the row count.
+
+    Nested fields are spread by `flatten_record`: dict keys are joined to their field with "." (keys kept as
+    they are: `param_norms.blocks/0`), list items get their index (`key_frequencies.0`, `key_frequencies.1`, ...);
+    a cell a record lacks (a shorter list) is empty, so pandas.read_csv reads every column as numbers (NaN there).
+    """
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=columns)
+    writer = csv.DictWriter(text, fieldnames=flat_columns(run.history), lineterminator="\n")
     writer.writeheader()
-    writer.writerows(run.history)
+    writer.writerows(flatten_record(record) for record in run.history)
     _write(out, text.getvalue().encode(), "--csv")
     return len(run.history)
 
 
+def export_jsonl(run: LoadedRun, out: Path) -> int:
+    """Write every metrics record, nested as in metrics.jsonl, as one JSON object per line; returns the count."""
+    payload = "".join(json.dumps(record) + "\n" for record in run.history)
+    _write(out, payload.encode(), "--jsonl")
+    return len(run.history)
+
+
 def export_tensorboard(run: LoadedRun, out: Path) -> int:
-    """Write TensorBoard event files with tensorboardX (the `tensorboard` extra); returns scalars written."""
+    """Write every numeric metric as a TensorBoard scalar (tensorboardX, the `tensorboard` extra); returns the count.
+
+    Tags are the metric names of metrics.jsonl, nested ones flattened as in `export_csv` (`param_norms.blocks/0`);
+    the record's step is the global step.
+    """
     try:
         from tensorboardX import SummaryWriter
     except ImportError:
         raise UsageError(
             "TensorBoard export needs tensorboardX: pip install 'grokkit[tensorboard]'", option="--tensorboard"
         ) from None
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} is a file; give a folder for the event files", option="--tensorboard")
+    count = 0
     try:
         out.mkdir(parents=True, exist_ok=True)
-        writer = SummaryWriter(logdir=str(out))
+        # tensorboardX writes as it goes; it writes into a hidden folder, and each finished file is moved in atomically
+        staging = Path(tempfile.mkdtemp(prefix=".tensorboard-", dir=out))
+        try:
+            with SummaryWriter(logdir=str(staging)) as writer:
+                for record in run.history:
+                    for tag, value in flatten_record(record).items():
+                        if tag != "step" and isinstance(value, int | float):
+                            writer.add_scalar(tag, value, global_step=record["step"])
+                            count += 1
+            for written in sorted(staging.iterdir()):
+                atomic_write_bytes(out / written.name, written.read_bytes())
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     except OSError as err:
         raise UsageError(f"cannot write {out}: {err.strerror}", option="--tensorboard") from None
-    count = 0
-    with writer:
-        for record in run.history:
-            for key, value in record.items():
-                if key != "step" and isinstance(value, int | float):
-                    writer.add_scalar(key.replace("_", "/", 1), value, global_step=record["step"])
-                    count += 1
     return count
 
 
