@@ -63,7 +63,7 @@ def effective_lr(config: Config) -> float:
     """The learning rate times Grokfast's gain: the optimizer sees g + lambda*mu, which "raises the effective
     learning rate by about (1 + lambda)x" (the caveat users raised against Lee et al. 2024)."""
     o = config.optim
-    return o.lr * (1.0 + o.grokfast_lambda if Grokfast(o.grokfast) != Grokfast.none else 1.0)
+    return o.lr * (1.0 + o.grokfast_lambda if o.grokfast != Grokfast.none else 1.0)
 
 
 def fairness_warnings(baseline: Side, candidate: Side) -> list[str]:
@@ -94,7 +94,7 @@ def fairness_warnings(baseline: Side, candidate: Side) -> list[str]:
     if base_lr != cand_lr:
         why = (
             " (Grokfast's g + lambda*mu scales the step by about 1 + lambda)"
-            if any(Grokfast(c.optim.grokfast) != Grokfast.none for c in base_cfgs + cand_cfgs)
+            if any(c.optim.grokfast != Grokfast.none for c in base_cfgs + cand_cfgs)
             else ""
         )
         warnings.append(f"different effective learning rate: {base_lr} vs {cand_lr}{why}; tune the baseline's "

@@ -134,22 +134,18 @@ class Config:
         return _plain(dataclasses.asdict(self))
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> Config:
-        """Rebuild a config from `to_dict` output; unknown keys are an error."""
-        sections = {}
-        for name, section_cls in _SECTIONS.items():
-            values = dict(raw.get(name, {}))
-            _check_keys(values, section_cls, prefix=f"{name}.")
-            for f in dataclasses.fields(section_cls):
-                if f.name in values and isinstance(f.default, Enum):
-                    values[f.name] = type(f.default)(values[f.name])
-            sections[name] = section_cls(**values)
-        top = {k: v for k, v in raw.items() if k not in _SECTIONS}
-        _check_keys(top, cls, prefix="", skip=set(_SECTIONS))
-        return cls(**sections, **top)
+    def from_dict(cls, raw: Any, label: str = "config") -> Config:
+        """Rebuild a config from `to_dict` output (config.json): the same checked conversion as any other input."""
+        return with_overrides(cls(), overrides_from_mapping(raw, label))
 
 
-_SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "train": TrainConfig}
+_SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "train": TrainConfig}
+
+_FLAGS = {"model.kind": "model", "optim.name": "optimizer"}
+"""Command-line flags that are not the field's own name."""
+
+TRUE_WORDS = ("true", "on", "yes", "1")
+FALSE_WORDS = ("false", "off", "no", "0")
 
 
 def _plain(value: Any) -> Any:
@@ -158,60 +154,105 @@ def _plain(value: Any) -> Any:
     return value.value if isinstance(value, Enum) else value
 
 
-def _check_keys(values: dict, cls: type, prefix: str, skip: set[str] = frozenset()) -> None:
-    known = {f.name for f in dataclasses.fields(cls)} - skip
-    for key in values:
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
-            raise UsageError(f"unknown config key '{prefix}{key}'{hint}")
+def option_name(key: str) -> str:
+    """The command-line flag of a config key: "optim.lr" -> "--lr", "model.kind" -> "--model"."""
+    return "--" + _FLAGS.get(key, key.rpartition(".")[2]).replace("_", "-")
 
 
-def _expected(hint: Any) -> tuple[type, ...]:
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    return tuple(args) if args else (hint,)
+def config_keys() -> list[str]:
+    """Every field a user may set, as "section.field" (or "seed"), in declaration order."""
+    keys = [f"{name}.{f.name}" for name, cls in _SECTIONS.items() for f in dataclasses.fields(cls)]
+    return [*keys, "seed"]
 
 
-def _typed(key: str, value: Any, hint: Any) -> Any:
-    """Check a config-file value against its field's type; numbers must be finite."""
-    optional = type(None) in typing.get_args(hint)
+def _closest(name: str, known: list[str], prefix: str) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    return f"; did you mean '{prefix}{close[0]}'?" if close else ""
+
+
+def field_hint(key: str) -> Any:
+    """The type annotation of the field a config key names; unknown keys are a UsageError."""
+    section, _, name = key.rpartition(".")
+    if section and section not in _SECTIONS:
+        raise UsageError(f"unknown config section '{section}'")
+    owner = _SECTIONS[section] if section else Config
+    hints = typing.get_type_hints(owner)
+    known = [f.name for f in dataclasses.fields(owner) if section or f.name not in _SECTIONS]
+    if name not in known:
+        raise UsageError(f"unknown config key '{key}'{_closest(name, known, section + '.' if section else '')}")
+    return hints[name]
+
+
+def field_kind(key: str) -> type:
+    """The field's type without its None: int, float, bool, str or an Enum."""
+    args = [a for a in typing.get_args(field_hint(key)) if a is not type(None)]
+    return args[0] if args else field_hint(key)
+
+
+def _kind_name(kind: type) -> str:
+    return ", ".join(m.value for m in kind) if issubclass(kind, Enum) else kind.__name__
+
+
+def coerce(key: str, value: Any, label: str | None = None) -> Any:
+    """The one conversion into a config field's type, for TOML, JSON, presets, sweep axes and parsed flags.
+
+    Values must already have the field's type (a choice may be its name); a batch size of 0
+    means full batch, since TOML and the command line have no null.
+    """
+    label = label or key
+    optional = type(None) in typing.get_args(field_hint(key))
+    kind = field_kind(key)
+    if key == "optim.batch_size" and value == 0 and not isinstance(value, bool):
+        return None
     if value is None and optional:
         return None
-    for kind in _expected(hint):
-        if isinstance(kind, type) and issubclass(kind, Enum):
-            if isinstance(value, str) and value in kind.__members__:
-                return kind(value)
-            choices = ", ".join(kind.__members__)
-            raise UsageError(f"{key} must be one of {choices}, got {value!r}", option="--config")
-        if kind is bool and isinstance(value, bool):
-            return value
-        if kind is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
-            if not math.isfinite(value):
-                raise UsageError(f"{key} must be a finite number, got {value}", option="--config")
-            return float(value)
-        if kind is str and isinstance(value, str):
-            return value
-    names = " or ".join(getattr(k, "__name__", str(k)) for k in _expected(hint))
-    raise UsageError(f"{key} must be {names}, got {value!r}", option="--config")
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        if kind is float and not math.isfinite(value):
+            raise UsageError(f"{label} must be a finite number, got {value}")
+        return value
+    if issubclass(kind, Enum):
+        if isinstance(value, str) and value in {m.value for m in kind}:
+            return kind(value)
+        raise UsageError(f"{label} must be one of {_kind_name(kind)}, got {value!r}")
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    raise UsageError(f"{label} must be {kind.__name__}, got {value!r}")
 
 
-def overrides_from_mapping(raw: dict[str, Any]) -> dict[str, Any]:
-    """Flatten a nested config mapping (as in a TOML file) into checked {"section.field": value} overrides."""
+def parse_text(key: str, text: str, label: str | None = None) -> Any:
+    """A command-line value for a config field: numbers, on/off words, choices; then `coerce`."""
+    label = label or option_name(key)
+    kind = field_kind(key)
+    item = text.strip()
+    try:
+        if kind is bool:
+            if item.lower() not in TRUE_WORDS + FALSE_WORDS:
+                raise ValueError
+            value: Any = item.lower() in TRUE_WORDS
+        else:
+            value = kind(item)
+    except ValueError:
+        expected = "/".join(TRUE_WORDS[:2]) if kind is bool else _kind_name(kind)
+        raise UsageError(f"'{item}' is not a valid value (expected {expected})", option=label) from None
+    try:
+        return coerce(key, value, label=label)
+    except UsageError as err:
+        raise UsageError(str(err).removeprefix(f"{label} "), option=label) from None
+
+
+def overrides_from_mapping(raw: Any, label: str = "config") -> dict[str, Any]:
+    """Flatten a nested config mapping (TOML file, config.json) into checked {"section.field": value} overrides."""
+    if not isinstance(raw, dict):
+        raise UsageError(f"{label} must be a table of settings, got {type(raw).__name__}")
     overrides: dict[str, Any] = {}
-    top_hints = typing.get_type_hints(Config)
     for key, value in raw.items():
         if key in _SECTIONS:
             if not isinstance(value, dict):
-                raise UsageError(f"[{key}] must be a table of settings", option="--config")
-            hints = typing.get_type_hints(_SECTIONS[key])
-            _check_keys(value, _SECTIONS[key], prefix=f"{key}.")
+                raise UsageError(f"[{key}] must be a table of settings", option=label)
             for name, item in value.items():
-                overrides[f"{key}.{name}"] = _typed(f"{key}.{name}", item, hints[name])
+                overrides[f"{key}.{name}"] = coerce(f"{key}.{name}", item, label=f"{key}.{name}")
         else:
-            _check_keys({key: value}, Config, prefix="", skip=set(_SECTIONS))
-            overrides[key] = _typed(key, value, top_hints[key])
+            overrides[key] = coerce(key, value, label=key)
     return overrides
 
 
@@ -222,227 +263,27 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
             raw = tomllib.load(f)
     except OSError as err:
         raise UsageError(f"cannot read {path}: {err.strerror}", option="--config") from None
-    except tomllib.TOMLDecodeError as err:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as err:
         raise UsageError(f"{path} is not valid TOML: {err}", option="--config") from None
     try:
         return overrides_from_mapping(raw)
     except UsageError as err:
-        raise UsageError(f"{path}: {str(err).removeprefix('--config: ')}", option="--config") from None
+        raise UsageError(f"{path}: {err}", option="--config") from None
 
 
 def with_overrides(config: Config, overrides: dict[str, Any]) -> Config:
-    """Apply {"section.field": value} (or {"seed": value}) overrides."""
+    """Apply {"section.field": value} (or {"seed": value}) overrides, each converted by `coerce`."""
     sections: dict[str, dict[str, Any]] = {}
     top: dict[str, Any] = {}
     for key, value in overrides.items():
         section, _, name = key.rpartition(".")
+        typed = coerce(key, value)
         if section:
-            if section not in _SECTIONS:
-                raise UsageError(f"unknown config section '{section}'")
-            _check_keys({name: value}, _SECTIONS[section], prefix=f"{section}.")
-            sections.setdefault(section, {})[name] = value
+            sections.setdefault(section, {})[name] = typed
         else:
-            _check_keys({name: value}, Config, prefix="", skip=set(_SECTIONS))
-            top[name] = value
+            top[name] = typed
     replaced = {name: dataclasses.replace(getattr(config, name), **vals) for name, vals in sections.items()}
     return dataclasses.replace(config, **replaced, **top)
-
-
-@dataclass(frozen=True)
-class Preset:
-    name: str
-    summary: str
-    source: str
-    overrides: dict[str, Any]
-
-
-_GROKFAST_BASE: dict[str, Any] = {
-    "data.task": "mod-mul", "data.p": 97, "data.train_frac": 0.5, "model.kind": ModelKind.transformer,
-    "model.layers": 2, "model.d_model": 128, "model.heads": 4, "model.d_mlp": 512, "model.activation": Activation.gelu,
-    "model.layer_norm": True, "optim.name": OptimizerName.adam, "optim.lr": 1e-3, "optim.wd": 0.0,
-    "optim.beta1": 0.9, "optim.beta2": 0.98, "optim.warmup": 10, "optim.batch_size": 512,
-    "train.steps": 100_000, "train.eval_every": 50, "train.checkpoint_every": 1000,
-}  # fmt: skip
-
-# init scale 1/sqrt(3): PyTorch's default Linear init (their code) has variance 1/(3 fan_in), ours 1/fan_in
-_PRIETO_BASE: dict[str, Any] = {
-    "data.task": "mod-add", "data.p": 113, "data.train_frac": 0.4, "model.kind": ModelKind.mlp,
-    "model.width": 200, "model.depth": 2, "model.activation": Activation.relu, "model.embed": Embed.concat,
-    "model.bias": False, "model.init_scale": 0.577, "optim.name": OptimizerName.adamw, "optim.lr": 0.01,
-    "optim.wd": 0.0, "optim.beta1": 0.9, "optim.beta2": 0.999, "optim.warmup": 0, "optim.batch_size": None,
-    "train.steps": 5000, "train.eval_every": 25, "train.checkpoint_every": 500,
-}  # fmt: skip
-
-PRESETS: dict[str, Preset] = {
-    p.name: p
-    for p in [
-        Preset(
-            "nanda2023",
-            "a+b mod 113, 30% train, 1-layer transformer (d 128, 4 heads, d_mlp 512, ReLU, no LayerNorm), "
-            "full-batch AdamW lr 1e-3, wd 1, betas (0.9, 0.98), 10-step warmup",
-            "Nanda et al. 2023, Progress measures for grokking via mechanistic interpretability (ICLR 2023)",
-            {
-                "data.task": "mod-add",
-                "data.p": 113,
-                "data.train_frac": 0.3,
-                "model.kind": ModelKind.transformer,
-                "model.layers": 1,
-                "model.d_model": 128,
-                "model.heads": 4,
-                "model.d_mlp": 512,
-                "model.activation": Activation.relu,
-                "model.layer_norm": False,
-                "optim.name": OptimizerName.adamw,
-                "optim.lr": 1e-3,
-                "optim.wd": 1.0,
-                "optim.beta1": 0.9,
-                "optim.beta2": 0.98,
-                "optim.warmup": 10,
-                "optim.batch_size": None,
-                "train.steps": 40_000,
-                "train.eval_every": 100,
-                "train.checkpoint_every": 1000,
-            },
-        ),
-        Preset(
-            "power2022",
-            "x/y mod 97, 50% train, 2-layer transformer (width 128, 4 heads, d_mlp 512, LayerNorm), "
-            "AdamW lr 1e-3, wd 1, betas (0.9, 0.98), 10-step warmup, batch 512, 1e5 steps",
-            "Power et al. 2022, Grokking: Generalization beyond overfitting on small algorithmic datasets",
-            {
-                "data.task": "mod-div",
-                "data.p": 97,
-                "data.train_frac": 0.5,
-                "model.kind": ModelKind.transformer,
-                "model.layers": 2,
-                "model.d_model": 128,
-                "model.heads": 4,
-                "model.d_mlp": 512,
-                "model.activation": Activation.gelu,
-                "model.layer_norm": True,
-                "optim.name": OptimizerName.adamw,
-                "optim.lr": 1e-3,
-                "optim.wd": 1.0,
-                "optim.beta1": 0.9,
-                "optim.beta2": 0.98,
-                "optim.warmup": 10,
-                "optim.batch_size": 512,
-                "train.steps": 100_000,
-                "train.eval_every": 100,
-                "train.checkpoint_every": 1000,
-            },
-        ),
-        Preset(
-            "grokfast2024-baseline",
-            "x*y mod 97, 50% train, 2-layer pre-LN GELU transformer (128, 4 heads, d_mlp 512), Adam lr 1e-3, "
-            "betas (0.9, 0.98), no weight decay, batch 512, 10-step warmup (the paper: 39,890 steps to 95% val)",
-            "Lee et al. 2024, Grokfast: Accelerated Grokking by Amplifying Slow Gradients (baseline of Table 1)",
-            _GROKFAST_BASE,
-        ),
-        Preset(
-            "grokfast2024",
-            "grokfast2024-baseline plus the Grokfast EMA filter (alpha 0.98, lambda 2) and coupled L2 weight decay "
-            "0.005 (the paper: 910 steps to 95% val)",
-            "Lee et al. 2024, Grokfast (Table 1, EMA)",
-            {
-                **_GROKFAST_BASE,
-                "optim.grokfast": Grokfast.ema,
-                "optim.grokfast_alpha": 0.98,
-                "optim.grokfast_lambda": 2.0,
-                "optim.wd": 0.005,
-            },
-        ),
-        Preset(
-            "grokfast2024-ma",
-            "grokfast2024-baseline plus the Grokfast MA filter (window 100, lambda 5) and coupled L2 weight decay "
-            "0.01 (the paper: 790 steps to 95% val)",
-            "Lee et al. 2024, Grokfast (Table 1, MA)",
-            {
-                **_GROKFAST_BASE,
-                "optim.grokfast": Grokfast.ma,
-                "optim.grokfast_window": 100,
-                "optim.grokfast_lambda": 5.0,
-                "optim.wd": 0.01,
-            },
-        ),
-        Preset(
-            "prieto2025-stablemax",
-            "a+b mod 113, 40% train, MLP 2 x 200 ReLU without biases on concatenated one-hot inputs, full batch, "
-            "Adam lr 0.01, beta2 0.999, no weight decay, StableMax cross-entropy, 80k steps (their Figure 1)",
-            "Prieto et al. 2025, Grokking at the Edge of Numerical Stability (StableMax)",
-            {**_PRIETO_BASE, "train.loss": Loss.stablemax, "train.steps": 80_000, "train.eval_every": 100},
-        ),
-        Preset(
-            "prieto2025-orthograd",
-            "the prieto2025-stablemax setup with softmax cross-entropy and ⊥Grad before AdamW (beta2 0.99, "
-            "no weight decay), 300 steps (their Figure 1)",
-            "Prieto et al. 2025, Grokking at the Edge of Numerical Stability (⊥AdamW)",
-            {**_PRIETO_BASE, "optim.orthograd": True, "optim.beta2": 0.99, "train.steps": 300, "train.eval_every": 10},
-        ),
-        Preset(
-            "gromov2023",
-            "a+b mod 97, 30% train, MLP with one hidden layer of 500 quadratic units, no biases, one-hot inputs, "
-            "MSE to one-hot targets, full batch, AdamW lr 1e-2, no weight decay",
-            "Gromov 2023, Grokking modular arithmetic",
-            {
-                "data.task": "mod-add",
-                "data.p": 97,
-                "data.train_frac": 0.3,
-                "model.kind": ModelKind.mlp,
-                "model.width": 500,
-                "model.depth": 1,
-                "model.activation": Activation.quadratic,
-                "model.embed": Embed.concat,
-                "model.bias": False,
-                "optim.name": OptimizerName.adamw,
-                "optim.lr": 1e-2,
-                "optim.wd": 0.0,
-                "optim.warmup": 0,
-                "optim.batch_size": None,
-                "train.loss": Loss.mse,
-                "train.steps": 3000,
-                "train.eval_every": 10,
-                "train.checkpoint_every": 500,
-            },
-        ),
-        Preset(
-            "omnigrok-initscale",
-            "Omnigrok's MNIST recipe moved to a+b mod 97 (40% train): MLP 3 x 200 ReLU, MSE loss, AdamW lr 1e-3, "
-            "wd 0.01, every initial weight x8; lower --init-scale to remove the delay",
-            "Liu et al. 2023, Omnigrok: Grokking Beyond Algorithmic Data (Fig. 1, init scale 8)",
-            {
-                "data.task": "mod-add",
-                "data.p": 97,
-                "data.train_frac": 0.4,
-                "model.kind": ModelKind.mlp,
-                "model.width": 200,
-                "model.depth": 3,
-                "model.activation": Activation.relu,
-                "model.embed": Embed.concat,
-                "model.bias": True,
-                "model.init_scale": 8.0,
-                "optim.name": OptimizerName.adamw,
-                "optim.lr": 1e-3,
-                "optim.wd": 0.01,
-                "optim.warmup": 0,
-                "optim.batch_size": None,
-                "train.loss": Loss.mse,
-                "train.steps": 50_000,
-                "train.eval_every": 100,
-                "train.checkpoint_every": 1000,
-            },
-        ),
-    ]
-}
-
-
-def get_preset(name: str) -> Preset:
-    """Look up a preset; unknown names raise a UsageError listing the known ones."""
-    if name not in PRESETS:
-        close = difflib.get_close_matches(name, PRESETS, n=1, cutoff=0.4)
-        hint = f"did you mean {close[0]}?" if close else f"choose one of {', '.join(PRESETS)}"
-        raise UsageError(f"unknown preset '{name}': {hint}", option="--preset")
-    return PRESETS[name]
 
 
 def resolve(preset: str | None = None, overrides: dict[str, Any] | None = None) -> Config:
@@ -453,6 +294,8 @@ def resolve(preset: str | None = None, overrides: dict[str, Any] | None = None) 
     overrides = dict(overrides or {})
     preset = preset if preset is not None else overrides.pop("preset", None)
     overrides.pop("preset", None)
+    from grokkit.presets import get_preset
+
     config = Config()
     if preset is not None:
         config = with_overrides(config, {**get_preset(preset).overrides, "preset": preset})

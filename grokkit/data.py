@@ -176,6 +176,21 @@ def s5_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return perms, compose, inverse
 
 
+TASK_PARAMETERS = {"modular": ("p",), "rand": ("p",), "s5": (), "parity": ("n_bits", "k_bits", "n_samples")}
+"""The data settings each task family reads; the others mean nothing for it."""
+
+
+def task_parameters(task: str) -> tuple[str, ...]:
+    """Names of the data settings (p, n_bits, ...) that a task uses."""
+    return TASK_PARAMETERS[get_task(task).family]
+
+
+def task_label(task: str, p: int, n_bits: int, k_bits: int, n_samples: int) -> str:
+    """A task with the settings it uses, for names and headers: "mod-add-p97", "sparse-parity-n12-k3-s2000"."""
+    short = {"p": f"p{p}", "n_bits": f"n{n_bits}", "k_bits": f"k{k_bits}", "n_samples": f"s{n_samples}"}
+    return "-".join([task, *(short[name] for name in task_parameters(task))])
+
+
 def input_space_size(task: str, p: int, n_bits: int = 0, n_samples: int = 0) -> int:
     """Number of examples a task has, without generating them."""
     family = get_task(task).family

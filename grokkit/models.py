@@ -20,7 +20,7 @@ def activation_fn(name: Activation):
         Activation.relu: jax.nn.relu,
         Activation.gelu: jax.nn.gelu,
         Activation.quadratic: jnp.square,
-    }[Activation(name)]
+    }[name]
 
 
 def _normal(rngs: nnx.Rngs, shape: tuple[int, ...], std: float) -> nnx.Param:
@@ -159,7 +159,7 @@ class MLP(nnx.Module):
     """MLP on the operands' one-hot inputs, concatenated (one table per operand) or summed (shared)."""
 
     def __init__(self, cfg: ModelConfig, vocab_size: int, n_operands: int, n_classes: int, *, rngs: nnx.Rngs):
-        tables = n_operands if Embed(cfg.embed) == Embed.concat else 1
+        tables = n_operands if cfg.embed == Embed.concat else 1
         self.act = cfg.activation
         # lecun-normal on the one-hot input's true fan-in, as a Linear layer on the concatenated one-hots would be
         self.embed_OVF = _normal(rngs, (tables, vocab_size, cfg.width), 1 / np.sqrt(tables * vocab_size))
@@ -194,6 +194,6 @@ class MLP(nnx.Module):
 def build_model(cfg: ModelConfig, vocab_size: int, seq_len: int, n_classes: int, seed: int) -> nnx.Module:
     """The model a config describes, initialised from `seed`."""
     rngs = nnx.Rngs(params=jax.random.PRNGKey(seed))
-    if ModelKind(cfg.kind) == ModelKind.transformer:
+    if cfg.kind == ModelKind.transformer:
         return Transformer(cfg, vocab_size, seq_len, n_classes, rngs=rngs)
     return MLP(cfg, vocab_size, seq_len - 1, n_classes, rngs=rngs)

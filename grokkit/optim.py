@@ -33,12 +33,12 @@ def _chain(cfg: OptimConfig, lr, wd, beta1, beta2, momentum, grokfast_alpha, gro
     parts = []
     if cfg.orthograd:
         parts.append(orthogonal_gradient())
-    if Grokfast(cfg.grokfast) == Grokfast.ema:
+    if cfg.grokfast == Grokfast.ema:
         parts.append(grokfast_ema(grokfast_alpha, grokfast_lambda))
-    elif Grokfast(cfg.grokfast) == Grokfast.ma:
+    elif cfg.grokfast == Grokfast.ma:
         parts.append(grokfast_ma(cfg.grokfast_window, grokfast_lambda))
-    decay = decay_toward_init(wd) if DecayTarget(cfg.decay_to) == DecayTarget.init else optax.add_decayed_weights(wd)
-    name = OptimizerName(cfg.name)
+    decay = decay_toward_init(wd) if cfg.decay_to == DecayTarget.init else optax.add_decayed_weights(wd)
+    name = cfg.name
     if name == OptimizerName.adamw:
         parts += [optax.scale_by_adam(b1=beta1, b2=beta2, eps=1e-8), decay]
     elif name == OptimizerName.adam:

@@ -21,15 +21,17 @@ import numpy as np
 
 from grokkit.atomic import append_line_durably, atomic_symlink, atomic_write_bytes, atomic_write_json, umask
 from grokkit.config import Config
-from grokkit.data import Split
+from grokkit.data import Split, task_label
 from grokkit.errors import UsageError
 
 LATEST = "latest"
 
 
-def default_run_dir(config: Config, root: Path = Path("runs")) -> Path:
+def default_run_dir(config: Config, root: Path = Path("runs"), prefix: str = "") -> Path:
+    """runs/<prefix><task and its settings>-<timestamp>, numbered if that exists."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    name = f"{config.data.task}-p{config.data.p}-{stamp}"
+    d = config.data
+    name = f"{prefix}{task_label(d.task, d.p, d.n_bits, d.k_bits, d.n_samples)}-{stamp}"
     path = root / name
     suffix = 1
     while path.exists():

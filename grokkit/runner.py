@@ -10,11 +10,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from grokkit import __version__
-from grokkit.analysis import milestones
+from grokkit.analysis import Ending, RunStatus, milestones
 from grokkit.checkpoint import (
     CheckpointError,
     list_checkpoints,
@@ -31,9 +32,8 @@ from grokkit.rundir import RunDir, default_run_dir
 Notify = Callable[[str], None]
 OnEval = Callable[[dict[str, Any]], None]
 
-STATUS = {"budget": "finished", "early-exit": "generalized", "interrupted": "interrupted", "diverged": "diverged"}
-"""summary.json's status for each way a run's training loop ends."""
-FINISHED = ("generalized", "finished", "diverged")
+FINISHED = frozenset({RunStatus.generalized, RunStatus.finished, RunStatus.diverged})
+"""summary.json statuses of runs that ended on their own (Ending.status says which ending gives which)."""
 ENV_KEYS_THAT_MATTER = ("jax", "jaxlib", "flax", "optax", "numpy", "backend", "device_count")
 
 
@@ -74,7 +74,7 @@ def env_differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
 @dataclass
 class RunResult:
     run_dir: Path
-    reason: str  # "budget", "early-exit", "interrupted"
+    reason: Ending  # never diverged: that raises TrainingDiverged
     history: list[dict[str, Any]]
     summary: dict[str, Any]
 
@@ -114,7 +114,7 @@ class _DiskSink:
         try:
             self.run.append_metrics(record)
             self.history.append(record)
-            self.run.write_summary(build_summary(self.config, self.history, "running"))
+            self.run.write_summary(build_summary(self.config, self.history, RunStatus.running))
         except OSError as err:
             raise StorageError(
                 f"cannot write metrics in {self.run.path}: {err.strerror}; checkpoints are intact. "
@@ -137,11 +137,11 @@ class _DiskSink:
             ) from None
         prune_checkpoints(self.run.checkpoints, self.config.train.keep_checkpoints)
 
-    def on_finish(self, reason: str) -> None:
-        self.run.write_summary(build_summary(self.config, self.history, STATUS[reason]))
+    def on_finish(self, reason: Ending) -> None:
+        self.run.write_summary(build_summary(self.config, self.history, reason.status))
 
 
-def build_summary(config: Config, history: list[dict[str, Any]], status: str) -> dict[str, Any]:
+def build_summary(config: Config, history: list[dict[str, Any]], status: RunStatus) -> dict[str, Any]:
     last = history[-1] if history else {}
     return {
         "status": status,
@@ -238,6 +238,19 @@ def _restore(run: RunDir, config: Config, notify: Notify):
     return exp, state, history, elapsed
 
 
+def nothing_to_resume(run: RunDir, config: Config) -> str | None:
+    """Why resuming `run` under `config` (its budget and early-exit rule) would train no step, or None."""
+    summary = run.summary()
+    status, step = summary.get("status"), int(summary.get("step", 0) or 0)
+    if status == "diverged":
+        return f"it diverged at step {step:,}; start a new run with a lower learning rate"
+    if status == "generalized" and config.train.early_exit:
+        return f"it exited early at step {step:,} with validation accuracy held >= 99%; --no-early-exit trains on"
+    if status in FINISHED and step >= config.train.steps:
+        return f"its budget of {config.train.steps:,} steps is spent; --steps N (N > {step:,}) trains further"
+    return None
+
+
 def resume_run(
     run_dir: Path,
     *,
@@ -269,16 +282,22 @@ def resume_run(
 OnGroup = Callable[[int, int, int, int, list], None]
 
 
+class SweepSkip(StrEnum):
+    """Why a sweep member was not trained by this invocation."""
+
+    done_before = "done before"
+
+
 @dataclass
 class SweepResult:
     sweep_dir: Path
-    reasons: dict[str, str]  # member name -> "budget", "early-exit", "interrupted", "diverged", "done before"
+    reasons: dict[str, Ending | SweepSkip]  # member name -> how its training ended, or why it did not train
     groups: int
     elapsed_s: float
 
     @property
     def interrupted(self) -> bool:
-        return "interrupted" in self.reasons.values()
+        return Ending.interrupted in self.reasons.values()
 
 
 def start_sweep(
@@ -306,16 +325,21 @@ def resume_sweep(
     notify: Notify = lambda message: None,
     on_group: OnGroup = lambda group, groups, step, steps, lanes: None,
     stop: StopRequest | None = None,
+    steps: int | None = None,
 ) -> SweepResult:
-    """Continue every unfinished member of a sweep (of this shard) from its newest checkpoint."""
-    from grokkit.sweep import open_sweep
+    """Continue every unfinished member of a sweep (of this shard); `steps` extends every member's budget."""
+    from grokkit.sweep import extend_sweep, open_sweep
 
     path, spec = open_sweep(sweep_dir)
+    if steps is not None:
+        spec = extend_sweep(path, spec, steps)
     configure_jax()
-    return _run_sweep(path, spec, shard, notify, on_group, stop or StopRequest(), force=force)
+    return _run_sweep(path, spec, shard, notify, on_group, stop or StopRequest(), force=force, steps=steps)
 
 
-def _run_sweep(path: Path, spec, shard, notify: Notify, on_group: OnGroup, stop: StopRequest, force: bool):
+def _run_sweep(
+    path: Path, spec, shard, notify: Notify, on_group: OnGroup, stop: StopRequest, force: bool, steps: int | None = None
+):
     from contextlib import ExitStack
 
     from grokkit.group import Member, group_key, train_group
@@ -323,7 +347,7 @@ def _run_sweep(path: Path, spec, shard, notify: Notify, on_group: OnGroup, stop:
     from grokkit.train import Lane, make_experiment, make_init_fn
 
     start = time.perf_counter()
-    reasons: dict[str, str] = {}
+    reasons: dict[str, Ending | SweepSkip] = {}
     groups: dict[tuple[str, int], list] = {}  # by (group key, step): members that train in one program
     init_fns: dict[str, Any] = {}  # one compiled initializer per group key
     env = current_env()
@@ -332,10 +356,12 @@ def _run_sweep(path: Path, spec, shard, notify: Notify, on_group: OnGroup, stop:
             member_path = path / grid_member.name
             if (member_path / "config.json").exists():
                 run = RunDir.open(member_path)
-                if run.summary().get("status") in FINISHED:
-                    reasons[grid_member.name] = "done before"
-                    continue
                 config = run.config()
+                if steps is not None:
+                    config = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=steps))
+                if nothing_to_resume(run, config) is not None:
+                    reasons[grid_member.name] = SweepSkip.done_before
+                    continue
                 _check_env(run, force, notify)
                 locks.enter_context(run.lock())
                 exp, state, history, elapsed = _restore(run, config, notify)
@@ -367,11 +393,11 @@ def _run_sweep(path: Path, spec, shard, notify: Notify, on_group: OnGroup, stop:
                 for run, _, member in members:
                     if member.lane.reason is not None:
                         reasons[run.path.name] = member.lane.reason
-                    if member.lane.reason == "diverged":
+                    if member.lane.reason == Ending.diverged:
                         notify(f"{run.path.name}: {member.lane.error}")
             on_group(index, len(groups), max(lane.step for lane in everyone), steps, everyone)
             if stop():
                 for later in list(groups.values())[index + 1 :]:
-                    reasons.update({run.path.name: "interrupted" for run, _, _ in later})
+                    reasons.update({run.path.name: Ending.interrupted for run, _, _ in later})
                 break
     return SweepResult(path, reasons, len(groups), time.perf_counter() - start)

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import statistics
-import typing
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from grokkit import __version__
 from grokkit.atomic import atomic_symlink, atomic_write_json
-from grokkit.config import Config, validate, with_overrides
+from grokkit.config import Config, coerce, field_kind, parse_text, validate, with_overrides
 from grokkit.errors import UsageError
 from grokkit.rundir import LATEST
 
@@ -21,17 +20,9 @@ SWEEP_FILE = "sweep.json"
 SEED_KEYS = ("seed", "data.data_seed")
 
 
-def _field_type(key: str) -> Any:
-    section, _, name = key.rpartition(".")
-    owner = type(getattr(Config(), section)) if section else Config
-    hint = typing.get_type_hints(owner)[name]
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    return args[0] if args else hint
-
-
 def parse_values(key: str, text: str, option: str) -> list[Any]:
     """A sweep option's values: a comma list ("0.3,0.4"), integer ranges "start:stop[:step]" (stop excluded)."""
-    kind = _field_type(key)
+    kind = field_kind(key)
     values: list[Any] = []
     for item in (part.strip() for part in text.split(",")):
         if not item:
@@ -51,11 +42,7 @@ def parse_values(key: str, text: str, option: str) -> list[Any]:
                 raise UsageError(f"'{item}' is not a non-empty range start:stop[:step] (stop excluded)", option=option)
             values += span
             continue
-        try:
-            values.append(kind(item))
-        except ValueError:
-            expected = ", ".join(kind.__members__) if issubclass(kind, Enum) else kind.__name__
-            raise UsageError(f"'{item}' is not a valid value (expected {expected})", option=option) from None
+        values.append(parse_text(key, item, label=option))
     if len(set(values)) != len(values):
         raise UsageError(f"'{text}' lists a value twice", option=option)
     return values
@@ -108,7 +95,7 @@ class SweepSpec:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> SweepSpec:
         base = Config.from_dict(raw["base"])
-        axes = {k: [None if v is None else parse_values(k, str(v), k)[0] for v in vs] for k, vs in raw["axes"].items()}
+        axes = {key: [coerce(key, v, label=key) for v in values] for key, values in raw["axes"].items()}
         return cls(base, axes)
 
 
@@ -167,6 +154,19 @@ def open_sweep(path: Path) -> tuple[Path, SweepSpec]:
         return path, SweepSpec.from_dict(raw)
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise UsageError(f"{path / SWEEP_FILE} is unreadable: {err}", option="SWEEP_DIR") from None
+
+
+def extend_sweep(path: Path, spec: SweepSpec, steps: int) -> SweepSpec:
+    """Give every member of the sweep a new total budget, recorded in sweep.json; budgets never shrink."""
+    if "train.steps" in spec.axes:
+        raise UsageError("the sweep has --steps as an axis; resume members' folders one by one", option="--steps")
+    if steps < spec.base.train.steps:
+        raise UsageError(f"the sweep's budget is {spec.base.train.steps:,}; pass a larger total", option="--steps")
+    base = dataclasses.replace(spec.base, train=dataclasses.replace(spec.base.train, steps=steps))
+    extended = SweepSpec(base, spec.axes)
+    raw = json.loads((path / SWEEP_FILE).read_text())
+    atomic_write_json(path / SWEEP_FILE, {**raw, **extended.to_dict()})
+    return extended
 
 
 def _median(values: list[int]) -> float | None:

@@ -15,7 +15,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from grokkit.analysis import early_exit_due
+from grokkit.analysis import Ending, early_exit_due
 from grokkit.config import Config, Loss, LossDtype
 from grokkit.data import Dataset, Split, make_dataset, split_dataset
 from grokkit.errors import TrainingDiverged
@@ -137,10 +137,10 @@ def loss_and_accuracy(
     logits_BC: jax.Array, labels_B: jax.Array, loss: Loss = Loss.softmax, dtype: LossDtype = LossDtype.float32
 ) -> tuple[jax.Array, jax.Array]:
     """Mean loss (softmax or StableMax cross-entropy, or squared error to the one-hot label) and accuracy."""
-    x_BC = logits_BC.astype(LossDtype(dtype).value)
-    if Loss(loss) == Loss.softmax:
+    x_BC = logits_BC.astype(dtype.value)
+    if loss == Loss.softmax:
         loss_B = optax.softmax_cross_entropy_with_integer_labels(x_BC, labels_B)
-    elif Loss(loss) == Loss.stablemax:
+    elif loss == Loss.stablemax:
         loss_B = -jnp.take_along_axis(log_stablemax(x_BC), labels_B[:, None], axis=-1)[:, 0]
     else:
         loss_B = jnp.sum(jnp.square(x_BC - jax.nn.one_hot(labels_B, x_BC.shape[-1], dtype=x_BC.dtype)), -1)
@@ -239,7 +239,7 @@ def make_chunk_fn(exp: Experiment, data_axes: Data | None = None) -> ChunkFn:
             return jax.vmap(partial(single, n_steps=n_steps), in_axes=(0, data_axes))(state, data)
 
     jitted = jax.jit(run_steps, static_argnums=2, donate_argnums=0)
-    if LossDtype(exp.config.train.loss_dtype) == LossDtype.float32:
+    if exp.config.train.loss_dtype == LossDtype.float32:
         return jitted
 
     def chunk_x64(state: TrainState, data: Data, n_steps: int):
@@ -254,7 +254,7 @@ class RunSink:
 
     def on_eval(self, record: dict[str, Any]) -> None: ...
     def on_checkpoint(self, state: TrainState, elapsed_s: float) -> None: ...
-    def on_finish(self, reason: str) -> None: ...
+    def on_finish(self, reason: Ending) -> None: ...
 
 
 @dataclass
@@ -266,7 +266,7 @@ class Lane:
     step: int
     elapsed_before: float = 0.0
     last_saved: int | None = None
-    reason: str | None = None  # None while training; then "budget", "early-exit", "interrupted", "diverged"
+    reason: Ending | None = None  # None while training
     error: str = ""
 
 
@@ -274,7 +274,7 @@ class Lane:
 class FitResult:
     state: TrainState
     history: list[dict[str, Any]]
-    reason: str  # "budget", "early-exit", "interrupted"
+    reason: Ending  # never diverged: fit raises TrainingDiverged
     elapsed_s: float
 
 
@@ -322,7 +322,7 @@ def run_lanes(
             host_state = jax.device_get(state)
         return jax.tree.map(lambda leaf: leaf[i], host_state)
 
-    def finish(i: int, reason: str) -> None:
+    def finish(i: int, reason: Ending) -> None:
         lane = lanes[i]
         if lane.step != lane.last_saved:
             lane.sink.on_checkpoint(member(i), lane.elapsed_before + time.perf_counter() - start)
@@ -333,15 +333,15 @@ def run_lanes(
     while True:
         for i, lane in enumerate(lanes):
             if lane.reason is None and cfg.early_exit and early_exit_due(lane.history, cfg.early_exit_window):
-                finish(i, "early-exit")
+                finish(i, Ending.early_exit)
             elif lane.reason is None and lane.step >= cfg.steps:
-                finish(i, "budget")
+                finish(i, Ending.budget)
         active = [i for i, lane in enumerate(lanes) if lane.reason is None]
         if not active or pause():
             return state
         if should_stop():
             for i in active:
-                finish(i, "interrupted")
+                finish(i, Ending.interrupted)
             return state
         step = lanes[active[0]].step
         n_steps = min(cfg.eval_every - step % cfg.eval_every, cfg.steps - step)
@@ -360,12 +360,12 @@ def run_lanes(
                     if lane.last_saved
                     else "no checkpoint was written"
                 )
-                lane.reason = "diverged"
+                lane.reason = Ending.diverged
                 lane.error = (
                     f"{', '.join(bad)} became NaN/Inf by step {lane.step}; training stopped and {kept}. "
                     "Lower --lr or check the config."
                 )
-                lane.sink.on_finish("diverged")
+                lane.sink.on_finish(Ending.diverged)
                 continue
             lane.history.append(record)
             lane.sink.on_eval(record)
@@ -392,8 +392,9 @@ def fit(
     lane = Lane(sink or RunSink(), list(history or []), step, elapsed_before, last_saved=step if step > 0 else None)
     start = time.perf_counter()
     state = run_lanes(exp, make_chunk_fn(exp), state, exp.device_data(), [lane], batched=False, should_stop=should_stop)
-    if lane.reason == "diverged":
+    if lane.reason == Ending.diverged:
         raise TrainingDiverged(lane.error)
+    assert lane.reason is not None  # without `pause`, run_lanes returns with every lane finished
     return FitResult(state, lane.history, lane.reason, elapsed_before + time.perf_counter() - start)
 
 

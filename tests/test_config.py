@@ -7,7 +7,6 @@ from hypothesis import strategies as st
 
 from grokkit.config import (
     _SECTIONS,
-    PRESETS,
     Config,
     ModelKind,
     OptimizerName,
@@ -16,6 +15,7 @@ from grokkit.config import (
     with_overrides,
 )
 from grokkit.errors import UsageError
+from grokkit.presets import PRESETS
 
 
 def test_defaults_resolve_and_round_trip():

@@ -12,7 +12,7 @@ from hypothesis.extra.numpy import arrays
 
 from grokkit import optim
 from grokkit import train as T
-from grokkit.config import resolve
+from grokkit.config import Loss, LossDtype, resolve
 
 FINITE = st.floats(-10, 10, allow_nan=False, width=32)
 
@@ -86,14 +86,14 @@ def test_losses_agree_with_their_formulas():
     labels = jnp.array([0, 1])
     s = np.array([[3.0, 0.5, 1.0], [1.0, 1.0, 6.0]])  # s(x) = x + 1 (x >= 0), 1 / (1 - x) (x < 0)
     expected = -np.mean(np.log([s[0, 0] / s[0].sum(), s[1, 1] / s[1].sum()]))
-    loss, acc = T.loss_and_accuracy(logits, labels, "stablemax")
+    loss, acc = T.loss_and_accuracy(logits, labels, Loss.stablemax)
     assert float(loss) == pytest.approx(expected, rel=1e-6) and float(acc) == 0.5
-    mse, _ = T.loss_and_accuracy(jax.nn.one_hot(labels, 3), labels, "mse")
+    mse, _ = T.loss_and_accuracy(jax.nn.one_hot(labels, 3), labels, Loss.mse)
     assert float(mse) == 0.0
-    assert float(T.loss_and_accuracy(logits, labels, "mse")[0]) == pytest.approx((1 + 1 + 1 + 25) / 2)
+    assert float(T.loss_and_accuracy(logits, labels, Loss.mse)[0]) == pytest.approx((1 + 1 + 1 + 25) / 2)
     f32, _ = T.loss_and_accuracy(logits, labels)
     with jax.enable_x64(True):
-        f64, _ = T.loss_and_accuracy(logits, labels, "softmax", "float64")
+        f64, _ = T.loss_and_accuracy(logits, labels, Loss.softmax, LossDtype.float64)
     assert float(f64) == pytest.approx(float(f32), rel=1e-6)
 
 
@@ -139,7 +139,7 @@ def test_each_intervention_trains_and_is_recorded(tiny_config, overrides):
 
 
 def test_presets_resolve_and_cite_their_source():
-    from grokkit.config import PRESETS
+    from grokkit.presets import PRESETS
 
     for name in ("grokfast2024", "grokfast2024-baseline", "prieto2025-stablemax", "prieto2025-orthograd",
                  "gromov2023", "omnigrok-initscale"):  # fmt: skip

@@ -1,0 +1,169 @@
+"""`grokkit report`, `compare`, `inspect` and `export`: read run folders, print or write what they hold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from grokkit.cli.app import command, stderr, stdout
+from grokkit.errors import UsageError
+
+
+@command("report")
+def report_command(
+    run_dirs: Annotated[
+        list[Path] | None, typer.Argument(help="Run directories. \\[default: runs/latest]", show_default=False)
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object per run (one per line).")] = False,
+    patience: Annotated[int, typer.Option(help="Early-stopping patience, in evaluations, for the counterfactual.")] = 5,
+    png: Annotated[
+        Path | None, typer.Option(help="Also write a figure (needs the plot extra: pip install 'grokkit\\[plot]').")
+    ] = None,
+    plot: Annotated[bool, typer.Option("--plot/--no-plot", help="Draw the terminal plots.")] = True,
+) -> None:
+    """Summarize runs (or a sweep): milestones, grokking delay, verdict, what early stopping would have done.
+
+    One run: setup, first steps at 50/95/99% train and validation accuracy, the grokking
+    delay and ratio, a verdict (grokked, comprehension, memorization only, not yet fit,
+    still training), the early-stopping counterfactual (stop after --patience evaluations
+    without a new best validation loss, ship the best weights), the parameter-norm
+    trajectory, and accuracy/loss curves on a log step axis. Several runs: one comparison
+    table and overlaid validation curves. A sweep folder: one row per grid point pooled over
+    seeds (median and range of the 99% steps, how many generalized, verdicts) and a phase
+    diagram of time to grok against the swept hyperparameter(s); --json gives per-member rows
+    and the aggregates. Works on runs still training or interrupted.
+    """
+    import json
+
+    from grokkit.render import comparison_view, report_view, sweep_view
+    from grokkit.reporting import load_run, load_sweep, write_figure, write_sweep_figure
+    from grokkit.sweep import is_sweep
+
+    paths = run_dirs or [Path("runs/latest")]
+    if any(is_sweep(path) for path in paths):
+        if len(paths) != 1:
+            raise UsageError("pass one sweep folder at a time (or several single runs)")
+        sweep = load_sweep(paths[0], patience)
+        if png is not None:
+            write_sweep_figure(sweep, png)
+        console = stdout()
+        if json_out:
+            console.out(json.dumps(sweep.as_json()), highlight=False)
+            return
+        console.print(sweep_view(sweep, min(console.width, 100), plot=plot))
+        if png is not None:
+            console.print(f"figure written to {escape(str(png))}")
+        return
+    runs = [load_run(path, patience) for path in paths]
+    console, errors = stdout(), stderr()
+    for run in runs:
+        if run.bad_lines:
+            errors.print(
+                f"[yellow]warning:[/] {escape(str(run.path))}/metrics.jsonl: skipped unreadable line(s) "
+                f"{escape(str(run.bad_lines))}"
+            )
+        if not run.history:
+            errors.print(f"[yellow]warning:[/] {escape(str(run.path))}: no evaluations recorded yet")
+    if png is not None:
+        if len(runs) != 1:
+            raise UsageError("--png draws one run; pass a single run directory", option="--png")
+        write_figure(runs[0], png)
+    if json_out:
+        for run in runs:
+            console.out(json.dumps(run.as_json()), highlight=False)
+        return
+    width = min(console.width, 100)
+    if len(runs) == 1:
+        run = runs[0]
+        view = report_view(run.name, run.config, run.report, run.history, width, plot=plot)
+    else:
+        view = comparison_view([(r.name, r.config, r.report, r.history) for r in runs], width, plot=plot)
+    console.print(view)
+    if png is not None:
+        console.print(f"figure written to {escape(str(png))}")
+
+
+@command("compare")
+def compare_command(
+    baseline: Annotated[Path, typer.Argument(help="Baseline run directory or sweep folder.")],
+    candidate: Annotated[Path, typer.Argument(help="Candidate run directory or sweep folder.")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print the comparison as one JSON object.")] = False,
+) -> None:
+    """Is the candidate faster to generalize than the baseline, and is the comparison fair?
+
+    For 50/95/99% validation accuracy: the median step (and seconds) at which each side first
+    got there, pooled over seeds when sweep folders are given, and the speed-up. A baseline
+    that never got there gives a lower bound (its trained steps). Warns about what makes the
+    claim unfair: a different task, model, learning rate or effective learning rate (Grokfast),
+    weight decay or loss; a single seed; a baseline whose learning rate and weight decay were
+    not swept.
+    """
+    import json
+
+    from grokkit.comparison import compare as compare_sides
+    from grokkit.render import comparison_report
+    from grokkit.reporting import load_side
+
+    result = compare_sides(load_side(baseline, "baseline"), load_side(candidate, "candidate"))
+    console = stdout()
+    if json_out:
+        console.out(json.dumps(result), highlight=False)
+        return
+    console.print(comparison_report(result))
+
+
+@command("inspect")
+def inspect_command(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory.")] = Path("runs/latest"),
+    step: Annotated[int | None, typer.Option(help="Checkpoint step. \\[default: the newest]")] = None,
+    png: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write figures to this folder: spectrum over training, neuron clusters, attention patterns "
+            "(needs: pip install 'grokkit\\[plot]')."
+        ),
+    ] = None,
+) -> None:
+    """Look inside a checkpoint: the embedding's Fourier spectrum, key frequencies, neurons, restricted accuracy.
+
+    For modular addition (and subtraction): Nanda et al. 2023 showed the trained model embeds
+    residues on a few key frequencies and computes the answer from cos/sin(w_k(a+b)). This
+    shows the spectrum as a bar chart, the key frequencies with how many MLP neurons each one
+    dominates, and the accuracy of the model restricted to its key frequencies.
+    """
+    from grokkit.inspection import inspect_run, write_figures
+    from grokkit.render import inspect_view
+
+    result = inspect_run(run_dir, step)
+    console = stdout()
+    console.print(inspect_view(result))
+    if png is not None:
+        for path in write_figures(run_dir, result, png):
+            console.print(f"wrote {escape(str(path))}")
+
+
+@command("export")
+def export_command(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory.")] = Path("runs/latest"),
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Write the metrics as CSV to this file.")] = None,
+    tensorboard: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write TensorBoard event files to this folder (needs: pip install 'grokkit\\[tensorboard]')."
+        ),
+    ] = None,
+) -> None:
+    """Export a run's metrics to CSV or TensorBoard event files."""
+    from grokkit.reporting import export_csv, export_tensorboard, load_run
+
+    if csv_out is None and tensorboard is None:
+        raise UsageError("nothing to do: pass --csv FILE and/or --tensorboard DIR")
+    run = load_run(run_dir)
+    console = stdout()
+    if csv_out is not None:
+        console.print(f"wrote {export_csv(run, csv_out)} rows to {escape(str(csv_out))}")
+    if tensorboard is not None:
+        console.print(f"wrote {export_tensorboard(run, tensorboard)} scalars to {escape(str(tensorboard))}")

@@ -1,0 +1,189 @@
+"""Paper setups as data: each preset is a set of config overrides and the source it follows."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+from grokkit.config import Activation, Embed, Grokfast, Loss, ModelKind, OptimizerName
+from grokkit.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    source: str  # author, year, title
+    overrides: dict[str, Any]
+
+
+_GROKFAST_BASE: dict[str, Any] = {
+    "data.task": "mod-mul", "data.p": 97, "data.train_frac": 0.5, "model.kind": ModelKind.transformer,
+    "model.layers": 2, "model.d_model": 128, "model.heads": 4, "model.d_mlp": 512, "model.activation": Activation.gelu,
+    "model.layer_norm": True, "optim.name": OptimizerName.adam, "optim.lr": 1e-3, "optim.wd": 0.0,
+    "optim.beta1": 0.9, "optim.beta2": 0.98, "optim.warmup": 10, "optim.batch_size": 512,
+    "train.steps": 100_000, "train.eval_every": 50, "train.checkpoint_every": 1000,
+}  # fmt: skip
+
+# init scale 1/sqrt(3): PyTorch's default Linear init (their code) has variance 1/(3 fan_in), ours 1/fan_in
+_PRIETO_BASE: dict[str, Any] = {
+    "data.task": "mod-add", "data.p": 113, "data.train_frac": 0.4, "model.kind": ModelKind.mlp,
+    "model.width": 200, "model.depth": 2, "model.activation": Activation.relu, "model.embed": Embed.concat,
+    "model.bias": False, "model.init_scale": 0.577, "optim.name": OptimizerName.adamw, "optim.lr": 0.01,
+    "optim.wd": 0.0, "optim.beta1": 0.9, "optim.beta2": 0.999, "optim.warmup": 0, "optim.batch_size": None,
+    "train.steps": 5000, "train.eval_every": 25, "train.checkpoint_every": 500,
+}  # fmt: skip
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in [
+        Preset(
+            "nanda2023",
+            "Nanda et al. 2023, Progress measures for grokking via mechanistic interpretability (ICLR 2023)",
+            {
+                "data.task": "mod-add",
+                "data.p": 113,
+                "data.train_frac": 0.3,
+                "model.kind": ModelKind.transformer,
+                "model.layers": 1,
+                "model.d_model": 128,
+                "model.heads": 4,
+                "model.d_mlp": 512,
+                "model.activation": Activation.relu,
+                "model.layer_norm": False,
+                "optim.name": OptimizerName.adamw,
+                "optim.lr": 1e-3,
+                "optim.wd": 1.0,
+                "optim.beta1": 0.9,
+                "optim.beta2": 0.98,
+                "optim.warmup": 10,
+                "optim.batch_size": None,
+                "train.steps": 40_000,
+                "train.eval_every": 100,
+                "train.checkpoint_every": 1000,
+            },
+        ),
+        Preset(
+            "power2022",
+            "Power et al. 2022, Grokking: Generalization beyond overfitting on small algorithmic datasets",
+            {
+                "data.task": "mod-div",
+                "data.p": 97,
+                "data.train_frac": 0.5,
+                "model.kind": ModelKind.transformer,
+                "model.layers": 2,
+                "model.d_model": 128,
+                "model.heads": 4,
+                "model.d_mlp": 512,
+                "model.activation": Activation.gelu,
+                "model.layer_norm": True,
+                "optim.name": OptimizerName.adamw,
+                "optim.lr": 1e-3,
+                "optim.wd": 1.0,
+                "optim.beta1": 0.9,
+                "optim.beta2": 0.98,
+                "optim.warmup": 10,
+                "optim.batch_size": 512,
+                "train.steps": 100_000,
+                "train.eval_every": 100,
+                "train.checkpoint_every": 1000,
+            },
+        ),
+        Preset(
+            "grokfast2024-baseline",
+            "Lee et al. 2024, Grokfast: Accelerated Grokking by Amplifying Slow Gradients "
+            "(Table 1 baseline: 39,890 steps to 95% val)",
+            _GROKFAST_BASE,
+        ),
+        Preset(
+            "grokfast2024",
+            "Lee et al. 2024, Grokfast (Table 1, EMA: 910 steps to 95% val)",
+            {
+                **_GROKFAST_BASE,
+                "optim.grokfast": Grokfast.ema,
+                "optim.grokfast_alpha": 0.98,
+                "optim.grokfast_lambda": 2.0,
+                "optim.wd": 0.005,
+            },
+        ),
+        Preset(
+            "grokfast2024-ma",
+            "Lee et al. 2024, Grokfast (Table 1, MA: 790 steps to 95% val)",
+            {
+                **_GROKFAST_BASE,
+                "optim.grokfast": Grokfast.ma,
+                "optim.grokfast_window": 100,
+                "optim.grokfast_lambda": 5.0,
+                "optim.wd": 0.01,
+            },
+        ),
+        Preset(
+            "prieto2025-stablemax",
+            "Prieto et al. 2025, Grokking at the Edge of Numerical Stability (StableMax)",
+            {**_PRIETO_BASE, "train.loss": Loss.stablemax, "train.steps": 80_000, "train.eval_every": 100},
+        ),
+        Preset(
+            "prieto2025-orthograd",
+            "Prieto et al. 2025, Grokking at the Edge of Numerical Stability (⊥AdamW)",
+            {**_PRIETO_BASE, "optim.orthograd": True, "optim.beta2": 0.99, "train.steps": 300, "train.eval_every": 10},
+        ),
+        Preset(
+            "gromov2023",
+            "Gromov 2023, Grokking modular arithmetic",
+            {
+                "data.task": "mod-add",
+                "data.p": 97,
+                "data.train_frac": 0.3,
+                "model.kind": ModelKind.mlp,
+                "model.width": 500,
+                "model.depth": 1,
+                "model.activation": Activation.quadratic,
+                "model.embed": Embed.concat,
+                "model.bias": False,
+                "optim.name": OptimizerName.adamw,
+                "optim.lr": 1e-2,
+                "optim.wd": 0.0,
+                "optim.warmup": 0,
+                "optim.batch_size": None,
+                "train.loss": Loss.mse,
+                "train.steps": 3000,
+                "train.eval_every": 10,
+                "train.checkpoint_every": 500,
+            },
+        ),
+        Preset(
+            "omnigrok-initscale",
+            "Liu et al. 2023, Omnigrok: Grokking Beyond Algorithmic Data (Fig. 1, init scale 8)",
+            {
+                "data.task": "mod-add",
+                "data.p": 97,
+                "data.train_frac": 0.4,
+                "model.kind": ModelKind.mlp,
+                "model.width": 200,
+                "model.depth": 3,
+                "model.activation": Activation.relu,
+                "model.embed": Embed.concat,
+                "model.bias": True,
+                "model.init_scale": 8.0,
+                "optim.name": OptimizerName.adamw,
+                "optim.lr": 1e-3,
+                "optim.wd": 0.01,
+                "optim.warmup": 0,
+                "optim.batch_size": None,
+                "train.loss": Loss.mse,
+                "train.steps": 50_000,
+                "train.eval_every": 100,
+                "train.checkpoint_every": 1000,
+            },
+        ),
+    ]
+}
+
+
+def get_preset(name: str) -> Preset:
+    """Look up a preset; unknown names raise a UsageError listing the known ones."""
+    if name not in PRESETS:
+        close = difflib.get_close_matches(name, PRESETS, n=1, cutoff=0.4)
+        hint = f"did you mean {close[0]}?" if close else f"choose one of {', '.join(PRESETS)}"
+        raise UsageError(f"unknown preset '{name}': {hint}", option="--preset")
+    return PRESETS[name]
