@@ -212,6 +212,14 @@ def test_sweep_cli_end_to_end_and_errors(tmp_path):
     assert (tmp_path / "s" / "seed=1" / "checkpoints").is_dir()
     resumed = runner.invoke(app, ["resume", str(tmp_path / "s")])
     assert resumed.exit_code == 0 and "2 done before" in resumed.stdout
+    extended = runner.invoke(app, ["resume", str(tmp_path / "s"), "--steps", "60", "--no-early-exit"])
+    assert extended.exit_code == 2 and "--early-exit" in extended.stderr
+    extended = runner.invoke(app, ["resume", str(tmp_path / "s"), "--steps", "60"])
+    assert extended.exit_code == 0, extended.output
+    for seed in (0, 1):
+        member = RunDir.open(tmp_path / "s" / f"seed={seed}")
+        assert member.read_metrics().records[-1]["step"] == 60 and member.config().train.steps == 60
+    assert json.loads((tmp_path / "s" / "sweep.json").read_text())["base"]["train"]["steps"] == 60
     for args, fragment in [
         (["--seed", "0:0"], "--seed: '0:0' is not a non-empty range"),
         (["--train-frac", "0.3:0.5"], "--train-frac: ranges like"),

@@ -68,7 +68,8 @@ class SwitchCommand(TyperCommand):
     """A command whose on/off options also take values: `--orthograd`, `--no-orthograd`, `--orthograd on,off`."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, expand_switches(list(args)))
+        positionals = any(param.param_type_name == "argument" for param in self.params)
+        return super().parse_args(ctx, expand_switches(list(args), positionals))
 
 
 app = typer.Typer(

@@ -229,8 +229,12 @@ def switch_flags() -> dict[str, str]:
     return flags
 
 
-def expand_switches(args: list[str]) -> list[str]:
-    """`--x` alone becomes `--x=on`, `--no-x` becomes `--x=off`, `--x on,off` stays a value."""
+def expand_switches(args: list[str], positionals: bool = False) -> list[str]:
+    """`--x` alone becomes `--x=on`, `--no-x` becomes `--x=off`, `--x on,off` stays a value.
+
+    Without positional arguments any word after `--x` is its value (so a bad one is named);
+    with them, only on/off words are.
+    """
     flags = switch_flags()
     words = {w for w in SWITCH_WORDS.split("|")} | {"true", "false", "yes", "no", "1", "0"}
     out: list[str] = []
@@ -244,7 +248,8 @@ def expand_switches(args: list[str]) -> list[str]:
             out.append(f"{flags[arg]}=off")
         elif arg in flags:
             following = args[i + 1] if i + 1 < len(args) else None
-            if following is not None and following.lower().split(",")[0] in words:
+            is_word = following is not None and following.lower().split(",")[0] in words
+            if following is not None and (is_word or not (positionals or following.startswith("-"))):
                 out.append(f"{arg}={following}")
                 i += 1
             else:

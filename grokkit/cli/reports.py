@@ -148,22 +148,35 @@ def inspect_command(
 @command("export")
 def export_command(
     run_dir: Annotated[Path, typer.Argument(help="Run directory.")] = Path("runs/latest"),
-    csv_out: Annotated[Path | None, typer.Option("--csv", help="Write the metrics as CSV to this file.")] = None,
+    csv_out: Annotated[
+        Path | None,
+        typer.Option("--csv", help="Write the metrics as CSV to this file: one number per cell, flat column names."),
+    ] = None,
+    jsonl_out: Annotated[
+        Path | None, typer.Option("--jsonl", help="Write every metrics record, nested as in metrics.jsonl.")
+    ] = None,
     tensorboard: Annotated[
         Path | None,
         typer.Option(
-            help="Write TensorBoard event files to this folder (needs: pip install 'grokkit\\[tensorboard]')."
+            help="Write TensorBoard event files to this folder, tags named as the metrics "
+            "(needs: pip install 'grokkit\\[tensorboard]')."
         ),
     ] = None,
 ) -> None:
-    """Export a run's metrics to CSV or TensorBoard event files."""
-    from grokkit.reporting import export_csv, export_tensorboard, load_run
+    """Export a run's metrics to CSV, JSON lines or TensorBoard event files.
 
-    if csv_out is None and tensorboard is None:
-        raise UsageError("nothing to do: pass --csv FILE and/or --tensorboard DIR")
+    Nested metrics become flat names: `param_norms.blocks/0` for a per-layer norm,
+    `key_frequencies.0` for the first item of a list, in CSV columns and TensorBoard tags alike.
+    """
+    from grokkit.reporting import export_csv, export_jsonl, export_tensorboard, load_run
+
+    if csv_out is None and jsonl_out is None and tensorboard is None:
+        raise UsageError("nothing to do: pass --csv FILE, --jsonl FILE and/or --tensorboard DIR")
     run = load_run(run_dir)
     console = stdout()
     if csv_out is not None:
         console.print(f"wrote {export_csv(run, csv_out)} rows to {escape(str(csv_out))}")
+    if jsonl_out is not None:
+        console.print(f"wrote {export_jsonl(run, jsonl_out)} records to {escape(str(jsonl_out))}")
     if tensorboard is not None:
         console.print(f"wrote {export_tensorboard(run, tensorboard)} scalars to {escape(str(tensorboard))}")
