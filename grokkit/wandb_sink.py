@@ -8,21 +8,16 @@ from typing import Any
 
 from grokkit.config import Config
 from grokkit.errors import UsageError
-
-WANDB_MIN_VERSION = "0.19.10"
-"""The first wandb with reinit="create_new": one run per sink, so a sweep's members can log side by side."""
+from grokkit.reporting import flatten_record
 
 
-def scalars(record: dict[str, Any], prefix: str = "") -> dict[str, float]:
-    """Every number of an evaluation record but its step, nested names joined with '.'."""
-    out: dict[str, float] = {}
-    for key, value in record.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(scalars(value, f"{name}."))
-        elif isinstance(value, int | float) and not isinstance(value, bool) and name != "step":
-            out[name] = value
-    return out
+def scalars(record: dict[str, Any]) -> dict[str, float]:
+    """Every number of an evaluation record but its step, named as in the CSV and TensorBoard exports."""
+    return {
+        name: value
+        for name, value in flatten_record(record).items()
+        if name != "step" and isinstance(value, int | float) and not isinstance(value, bool)
+    }
 
 
 class WandbSink:
@@ -98,7 +93,7 @@ def wandb_sink(
             name=Path(run_dir).name,
             dir=str(run_dir),
             config=config.to_dict(),
-            reinit="create_new",
+            reinit="create_new",  # one wandb run per sink: a sweep's members log side by side (wandb>=0.19.10)
             settings=wandb.Settings(silent=True, console="off"),  # the CLI owns the terminal
         )
 

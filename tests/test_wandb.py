@@ -54,12 +54,14 @@ def fake_wandb(monkeypatch):
     return module
 
 
-def test_scalars_flatten_nested_numbers_and_drop_the_rest():
+def test_scalars_are_named_as_in_the_other_exports():
     assert scalars(RECORDS[0]) == {
         "train_loss": 0.1,
         "val_acc": 0.1,
         "param_norms.blocks/0": 2.0,
         "param_norms.embed_VD": 1.5,
+        "key_frequencies.0": 1,
+        "key_frequencies.1": 4,
         "elapsed_s": 0.5,
     }
 
