@@ -75,6 +75,15 @@ class WandbSink:
             self.run.finish(exit_code=exit_code)
 
 
+def require_wandb() -> Any:
+    """The wandb module, or a UsageError naming the extra (check before creating a run directory)."""
+    try:
+        import wandb
+    except ImportError:
+        raise UsageError("logging to Weights & Biases needs wandb: pip install 'grokkit[wandb]'") from None
+    return wandb
+
+
 def wandb_sink(
     config: Config, run_dir: Path, project: str | None, *, history: Sequence[dict[str, Any]] = ()
 ) -> WandbSink:
@@ -82,10 +91,7 @@ def wandb_sink(
 
     `history` (records already on disk, when resuming) is logged first, so each wandb run has the whole curve.
     """
-    try:
-        import wandb
-    except ImportError:
-        raise UsageError("logging to Weights & Biases needs wandb: pip install 'grokkit[wandb]'") from None
+    wandb = require_wandb()
 
     def start() -> Any:
         return wandb.init(

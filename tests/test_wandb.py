@@ -8,7 +8,7 @@ from conftest import TINY
 
 from grokkit.config import resolve
 from grokkit.errors import UsageError
-from grokkit.wandb_sink import scalars, wandb_sink
+from grokkit.wandb_sink import require_wandb, scalars, wandb_sink
 
 RECORDS = [
     {
@@ -112,6 +112,8 @@ def test_a_failing_start_is_one_clear_line(fake_wandb, tmp_path):
 
 def test_missing_wandb_says_how_to_get_it(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "wandb", None)
+    with pytest.raises(UsageError, match=r"needs wandb: pip install 'grokkit\[wandb\]'"):
+        require_wandb()
     with pytest.raises(UsageError, match=r"needs wandb: pip install 'grokkit\[wandb\]'"):
         wandb_sink(resolve(None, TINY), tmp_path, None)
 
