@@ -7,7 +7,7 @@ import os
 import platform
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -141,6 +141,33 @@ class _DiskSink:
         self.run.write_summary(build_summary(self.config, self.history, reason.status))
 
 
+ExtraSinks = Callable[[RunDir, Config, list[dict[str, Any]]], Sequence[Any]]
+"""More places a run reports to (e.g. wandb), made once the run directory and its history are known."""
+
+
+def no_extra_sinks(run: RunDir, config: Config, history: list[dict[str, Any]]) -> Sequence[Any]:
+    return ()
+
+
+class _Tee:
+    """Reports to several sinks in order; the disk comes first, so what others see is already saved."""
+
+    def __init__(self, sinks: list[Any]):
+        self.sinks = sinks
+
+    def on_eval(self, record: dict[str, Any]) -> None:
+        for sink in self.sinks:
+            sink.on_eval(record)
+
+    def on_checkpoint(self, state: Any, elapsed_s: float) -> None:
+        for sink in self.sinks:
+            sink.on_checkpoint(state, elapsed_s)
+
+    def on_finish(self, reason: Ending) -> None:
+        for sink in self.sinks:
+            sink.on_finish(reason)
+
+
 def build_summary(config: Config, history: list[dict[str, Any]], status: RunStatus) -> dict[str, Any]:
     last = history[-1] if history else {}
     return {
@@ -164,11 +191,17 @@ def _fit_and_record(
     on_eval: OnEval | None,
     stop: StopRequest,
     elapsed_before: float,
+    extra_sinks: ExtraSinks,
 ) -> RunResult:
     from grokkit.train import fit
 
-    result = fit(exp, state, history, sink=_DiskSink(run, config, history, on_eval), should_stop=stop,
-                 elapsed_before=elapsed_before)  # fmt: skip
+    extra = list(extra_sinks(run, config, history))
+    try:
+        sink = _Tee([_DiskSink(run, config, history, on_eval), *extra])
+        result = fit(exp, state, history, sink=sink, should_stop=stop, elapsed_before=elapsed_before)
+    finally:
+        for other in extra:
+            getattr(other, "close", lambda: None)()
     return RunResult(run.path, result.reason, result.history, run.summary())
 
 
@@ -179,6 +212,7 @@ def start_run(
     on_eval: OnEval | None = None,
     notify: Notify = lambda message: None,
     stop: StopRequest | None = None,
+    extra_sinks: ExtraSinks = no_extra_sinks,
 ) -> RunResult:
     """Create a run directory for `config` and train it from step 0."""
     configure_jax()
@@ -188,7 +222,7 @@ def start_run(
     run = RunDir.create(Path(run_dir) if run_dir else default_run_dir(config), config, current_env(), exp.split)
     notify(f"run directory: {run.path}")
     with run.lock():
-        return _fit_and_record(run, config, exp, init_state(exp), [], on_eval, stop or StopRequest(), 0.0)
+        return _fit_and_record(run, config, exp, init_state(exp), [], on_eval, stop or StopRequest(), 0.0, extra_sinks)
 
 
 def _check_env(run: RunDir, force: bool, notify: Notify) -> None:
@@ -261,12 +295,16 @@ def resume_run(
     notify: Notify = lambda message: None,
     stop: StopRequest | None = None,
     on_history: Callable[[list[dict[str, Any]]], None] = lambda history: None,
+    extra_sinks: ExtraSinks = no_extra_sinks,
 ) -> RunResult:
     """Continue a run from its newest valid checkpoint (or from step 0 if it has none)."""
     run = RunDir.open(run_dir)
     config = run.config()
-    overrides = {"steps": steps, "early_exit": early_exit}
-    train_cfg = dataclasses.replace(config.train, **{k: v for k, v in overrides.items() if v is not None})
+    train_cfg = config.train
+    if steps is not None:
+        train_cfg = dataclasses.replace(train_cfg, steps=steps)
+    if early_exit is not None:
+        train_cfg = dataclasses.replace(train_cfg, early_exit=early_exit)
     if train_cfg.steps < 1:
         raise UsageError(f"must be >= 1, got {train_cfg.steps}", option="--steps")
     config = dataclasses.replace(config, train=train_cfg)
@@ -276,7 +314,7 @@ def resume_run(
         exp, state, history, elapsed = _restore(run, config, notify)
         on_history(history)
         notify(f"resuming {run.path} from step {int(state.step):,} of {config.train.steps:,}")
-        return _fit_and_record(run, config, exp, state, history, on_eval, stop or StopRequest(), elapsed)
+        return _fit_and_record(run, config, exp, state, history, on_eval, stop or StopRequest(), elapsed, extra_sinks)
 
 
 OnGroup = Callable[[int, int, int, int, list], None]

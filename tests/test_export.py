@@ -142,3 +142,30 @@ def test_tensorboard_onto_a_file_is_a_usage_error(tmp_path, tiny_run):
     (tmp_path / "tb").write_text("")
     with pytest.raises(UsageError, match=r"--tensorboard: .* is a file"):
         export_tensorboard(tiny_run, tmp_path / "tb")
+
+
+def test_train_with_wandb_then_every_export_through_the_command_line(tmp_path, monkeypatch):
+    from conftest import TINY_FLAGS
+    from typer.testing import CliRunner
+
+    from grokkit.cli import app
+
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    runner = CliRunner()
+    run = tmp_path / "run"
+    trained = runner.invoke(app, ["train", *TINY_FLAGS, "--run-dir", str(run), "--wandb", "grokkit-test"])
+    assert trained.exit_code == 0, trained.output
+    assert any((run / "wandb").glob("offline-run-*")), "wandb's offline run folder is missing"
+    out = tmp_path / "out"
+    args = ["--csv", out / "m.csv", "--jsonl", out / "m.jsonl", "--transformerlens", out / "tl", "--step", "20"]
+    exported = runner.invoke(app, ["export", str(run), *map(str, args)])
+    assert exported.exit_code == 0, exported.output
+    records = [json.loads(line) for line in (out / "m.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [r["step"] for r in load_run(run).history]
+    assert "param_norms.blocks/0" in (out / "m.csv").read_text().splitlines()[0]
+    assert sorted(p.name for p in (out / "tl").glob("step_*.npz")) == ["step_000000020.npz"]
+    assert "load_in_transformerlens.py" in exported.stdout
+    refused = runner.invoke(app, ["export", str(run), "--step", "20"])
+    assert refused.exit_code == 2 and "--transformerlens" in refused.stderr

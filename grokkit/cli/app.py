@@ -19,7 +19,7 @@ from grokkit.errors import GrokkitError
 try:
     from typer._click.exceptions import ClickException
 except ImportError:  # typer releases that use click itself
-    from click.exceptions import ClickException  # type: ignore[no-redef]
+    from click.exceptions import ClickException  # type: ignore[assignment]  # version-dependent fallback
 
 USAGE_EXIT = 2
 

@@ -200,7 +200,20 @@ def run_parameters(sweep: bool) -> list[inspect.Parameter]:
             ),
         ],
     }
+    if not sweep:
+        params["wandb"] = WANDB
     return [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=a) for n, a in params.items()]
+
+
+WANDB = Annotated[
+    str | None,
+    typer.Option(
+        metavar="PROJECT",
+        help="Also log every metric to this Weights & Biases project (needs: pip install 'grokkit\\[wandb]'; "
+        "WANDB_MODE=offline writes only under RUN_DIR/wandb).",
+        rich_help_panel=RUN,
+    ),
+]
 
 
 def given_values(options: dict[str, Any], keys: list[str] | None = None) -> dict[str, str]:

@@ -155,6 +155,17 @@ def export_command(
     jsonl_out: Annotated[
         Path | None, typer.Option("--jsonl", help="Write every metrics record, nested as in metrics.jsonl.")
     ] = None,
+    transformerlens: Annotated[
+        Path | None,
+        typer.Option(
+            "--transformerlens",
+            help="Write transformer checkpoints under TransformerLens HookedTransformer names and shapes "
+            "(W_E, W_pos, blocks.0.attn.W_Q, ..., W_U) to this folder, with config.json and a loader script.",
+        ),
+    ] = None,
+    steps: Annotated[
+        list[int] | None, typer.Option("--step", help="--transformerlens: this checkpoint only (repeatable).")
+    ] = None,
     tensorboard: Annotated[
         Path | None,
         typer.Option(
@@ -163,17 +174,27 @@ def export_command(
         ),
     ] = None,
 ) -> None:
-    """Export a run's metrics to CSV, JSON lines or TensorBoard event files.
+    """Export a run's metrics (CSV, JSON lines, TensorBoard) or its checkpoints (TransformerLens).
 
     Nested metrics become flat names: `param_norms.blocks/0` for a per-layer norm,
     `key_frequencies.0` for the first item of a list, in CSV columns and TensorBoard tags alike.
     """
     from grokkit.reporting import export_csv, export_jsonl, export_tensorboard, load_run
 
-    if csv_out is None and jsonl_out is None and tensorboard is None:
-        raise UsageError("nothing to do: pass --csv FILE, --jsonl FILE and/or --tensorboard DIR")
+    if csv_out is None and jsonl_out is None and tensorboard is None and transformerlens is None:
+        raise UsageError("nothing to do: pass --csv FILE, --jsonl FILE, --tensorboard DIR or --transformerlens DIR")
+    if steps and transformerlens is None:
+        raise UsageError("--step chooses checkpoints for --transformerlens DIR", option="--step")
     run = load_run(run_dir)
     console = stdout()
+    if transformerlens is not None:
+        from grokkit.transformerlens import export_transformerlens
+
+        written = export_transformerlens(run_dir, transformerlens, steps or None)
+        console.print(
+            f"wrote {len(written)} checkpoint(s) to {escape(str(transformerlens))}; "
+            f"load them with: python {escape(str(transformerlens / 'load_in_transformerlens.py'))}"
+        )
     if csv_out is not None:
         console.print(f"wrote {export_csv(run, csv_out)} rows to {escape(str(csv_out))}")
     if jsonl_out is not None:

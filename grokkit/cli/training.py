@@ -14,6 +14,7 @@ from grokkit.cli.app import command, stdout
 from grokkit.cli.options import (
     ROWS,
     RUN,
+    WANDB,
     given_values,
     option_parameter,
     run_parameters,
@@ -23,6 +24,8 @@ from grokkit.cli.options import (
 from grokkit.cli.progress import run_with_progress, sweep_with_progress
 from grokkit.config import Config, load_config_file, resolve
 from grokkit.errors import UsageError
+from grokkit.rundir import RunDir
+from grokkit.runner import ExtraSinks, no_extra_sinks
 
 
 def config_from_options(options: dict[str, Any]) -> Config:
@@ -30,6 +33,22 @@ def config_from_options(options: dict[str, Any]) -> Config:
     given = load_config_file(options["config_file"]) if options["config_file"] else {}
     given.update(single_values(given_values(options)))
     return resolve(options["preset"], given)
+
+
+def wandb_sinks(project: str | None) -> ExtraSinks:
+    """Extra sinks for `--wandb PROJECT`: checked before any run folder is made, started once it exists."""
+    if project is None:
+        return no_extra_sinks
+    from grokkit.wandb_sink import require_wandb, wandb_sink
+
+    require_wandb()
+
+    def make(run: RunDir, config: Config, history: list[dict[str, Any]]) -> list[Any]:
+        sink = wandb_sink(config, run.path, project, history=history)
+        sink.start()
+        return [sink]
+
+    return make
 
 
 def train_command(**options: Any) -> None:
@@ -48,7 +67,8 @@ def train_command(**options: Any) -> None:
     console = stdout()
     console.print(describe_config(config))
     run_dir = options["run_dir"]
-    run_with_progress(console, config.train.steps, lambda **kw: start_run(config, run_dir, **kw))
+    sinks = wandb_sinks(options["wandb"])
+    run_with_progress(console, config.train.steps, lambda **kw: start_run(config, run_dir, extra_sinks=sinks, **kw))
 
 
 train_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
@@ -154,7 +174,9 @@ def resume_command(**options: Any) -> None:
     run_with_progress(
         stdout(),
         train.steps,
-        lambda **kw: resume_run(run_dir, steps=steps, early_exit=early_exit, force=force, **kw),
+        lambda **kw: resume_run(
+            run_dir, steps=steps, early_exit=early_exit, force=force, extra_sinks=wandb_sinks(options["wandb"]), **kw
+        ),
         resuming=True,
     )
 
@@ -175,6 +197,7 @@ resume_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
             lists=False,
             help="Override the run's early-exit rule (--no-early-exit trains past it).",
         ),
+        inspect.Parameter("wandb", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=WANDB),
         inspect.Parameter(
             "force",
             inspect.Parameter.KEYWORD_ONLY,
