@@ -1,7 +1,8 @@
-"""Pure functions from metrics records to milestones, verdicts and counterfactuals (no JAX, no I/O)."""
+"""Pure functions from metrics records to milestones, verdicts, run endings and counterfactuals (no JAX, no I/O)."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 MEMORIZED_ACC = 0.99
@@ -16,41 +17,106 @@ CIRCUIT_LOSS = 0.1
 DEFAULT_PATIENCE = 5
 """Evaluations without a new best validation loss before early stopping fires (PyTorch Lightning uses 3)."""
 
-VERDICTS = {
-    "grokked": "delayed generalization: validation accuracy reached 99% at least "
+
+class Milestone(StrEnum):
+    """What a run reaches, in the order it usually does (the names `report` and the live display share)."""
+
+    memorized = "memorized"
+    circuit = "circuit"
+    generalized = "generalized"
+
+
+class Verdict(StrEnum):
+    """What a run's curves say, after Liu et al. 2022's four regimes (plus runs not over yet)."""
+
+    grokked = "grokked"
+    comprehension = "comprehension"
+    memorization_only = "memorization only"
+    not_yet_fit = "not yet fit"
+    still_training = "still training"
+
+
+VERDICTS: dict[Verdict, str] = {
+    Verdict.grokked: "delayed generalization: validation accuracy reached 99% at least "
     f"{GROKKED_RATIO:g}x later than train accuracy",
-    "comprehension": f"generalized with no real delay (less than {GROKKED_RATIO:g}x after memorizing)",
-    "memorization only": "train accuracy reached 99%, validation accuracy never did, and the budget is spent",
-    "not yet fit": "train accuracy never reached 99% within the budget",
-    "still training": "stopped before its budget without generalizing (running or interrupted)",
+    Verdict.comprehension: f"generalized with no real delay (less than {GROKKED_RATIO:g}x after memorizing)",
+    Verdict.memorization_only: "train accuracy reached 99%, validation accuracy never did, and the budget is spent",
+    Verdict.not_yet_fit: "train accuracy never reached 99% within the budget",
+    Verdict.still_training: "stopped before its budget without generalizing (running or interrupted)",
+}
+
+
+class RunStatus(StrEnum):
+    """A run's `status` in summary.json."""
+
+    running = "running"
+    finished = "finished"
+    generalized = "generalized"
+    interrupted = "interrupted"
+    diverged = "diverged"
+
+
+class Ending(StrEnum):
+    """How the training loop stopped; the values are the ones older run folders and sweeps recorded."""
+
+    budget = "budget"
+    early_exit = "early-exit"
+    interrupted = "interrupted"
+    diverged = "diverged"
+
+    @property
+    def status(self) -> RunStatus:
+        """The summary.json status a run that ended this way gets."""
+        return _STATUS_OF_ENDING[self]
+
+
+_STATUS_OF_ENDING = {
+    Ending.budget: RunStatus.finished,
+    Ending.early_exit: RunStatus.generalized,
+    Ending.interrupted: RunStatus.interrupted,
+    Ending.diverged: RunStatus.diverged,
 }
 
 
 def first_step_at(
-    history: list[dict[str, Any]], key: str, threshold: float, confirm: int = CONFIRM_EVALS
+    history: list[dict[str, Any]],
+    key: str,
+    threshold: float,
+    confirm: int = CONFIRM_EVALS,
+    *,
+    settled: bool = False,
 ) -> int | None:
-    """The first evaluation step from which `key` stays >= threshold for `confirm` more evaluations."""
+    """The first evaluation step from which `key` stays >= threshold for `confirm` more evaluations.
+
+    Fewer than `confirm` evaluations after it (the newest ones) count as held; with `settled`, they
+    do not, so the answer is one that no later evaluation can change.
+    """
     values = [r.get(key) for r in history]
     for i, value in enumerate(values):
         if value is None or value < threshold:
             continue
         following = values[i + 1 : i + 1 + confirm]
+        if settled and len(following) < confirm:
+            return None
         if all(v is not None and v >= threshold for v in following):
             return history[i]["step"]
     return None
 
 
-def milestones(history: list[dict[str, Any]]) -> dict[str, Any]:
-    """Memorization (train acc >= 99%) and generalization (val acc >= 99%) steps, and the gap."""
-    memorized = first_step_at(history, "train_acc", MEMORIZED_ACC)
-    generalized = first_step_at(history, "val_acc", GENERALIZED_ACC)
+def milestones(history: list[dict[str, Any]], *, settled: bool = False) -> dict[str, Any]:
+    """Memorization (train acc >= 99%) and generalization (val acc >= 99%) steps, and the gap (see first_step_at)."""
+    memorized = first_step_at(history, "train_acc", MEMORIZED_ACC, settled=settled)
+    generalized = first_step_at(history, "val_acc", GENERALIZED_ACC, settled=settled)
     best = max(history, key=lambda r: r["val_acc"], default=None)
-    both = memorized is not None and generalized is not None
+    delay, ratio = None, None
+    if memorized is not None and generalized is not None:
+        delay = generalized - memorized
+        ratio = round(generalized / memorized, 3) if memorized > 0 else None
     return {
         "memorized_step": memorized,
         "generalized_step": generalized,
-        "grokking_delay": generalized - memorized if both else None,
-        "delay_ratio": round(generalized / memorized, 3) if both and memorized > 0 else None,
+        "grokking_delay": delay,
+        "delay_ratio": ratio,
         "best_val_acc": best["val_acc"] if best else None,
         "best_val_step": best["step"] if best else None,
     }
@@ -64,18 +130,18 @@ def threshold_steps(history: list[dict[str, Any]]) -> dict[str, dict[str, int | 
     }
 
 
-def verdict(history: list[dict[str, Any]], budget: int) -> str:
-    """One of VERDICTS, by the rule each entry states (after Liu et al. 2022's four regimes)."""
-    found = milestones(history)
+def verdict(history: list[dict[str, Any]], budget: int, *, settled: bool = False) -> Verdict:
+    """The verdict by the rule each entry of VERDICTS states (settled: from settled milestones only)."""
+    found = milestones(history, settled=settled)
     memorized, generalized = found["memorized_step"], found["generalized_step"]
     if generalized is not None:
         if memorized is not None and generalized >= GROKKED_RATIO * max(memorized, 1):
-            return "grokked"
-        return "comprehension"
+            return Verdict.grokked
+        return Verdict.comprehension
     finished = bool(history) and history[-1]["step"] >= budget
     if not finished:
-        return "still training"
-    return "memorization only" if memorized is not None else "not yet fit"
+        return Verdict.still_training
+    return Verdict.memorization_only if memorized is not None else Verdict.not_yet_fit
 
 
 def early_stopping(history: list[dict[str, Any]], patience: int = DEFAULT_PATIENCE) -> dict[str, Any]:
@@ -84,13 +150,14 @@ def early_stopping(history: list[dict[str, Any]], patience: int = DEFAULT_PATIEN
     The rule: stop after `patience` evaluations in a row without a new lowest validation loss,
     and ship the weights of the best evaluation (restore-best, as most frameworks do).
     """
-    best_loss, best_record, waited = float("inf"), None, 0
+    best_loss, waited = float("inf"), 0
+    best_record: dict[str, Any] | None = None
     for record in history:
         if record["val_loss"] < best_loss:
             best_loss, best_record, waited = record["val_loss"], record, 0
             continue
         waited += 1
-        if waited >= patience:
+        if waited >= patience and best_record is not None:
             return {
                 "patience": patience,
                 "stop_step": record["step"],
@@ -120,26 +187,48 @@ def norm_trajectory(history: list[dict[str, Any]]) -> dict[str, dict[str, float]
     }
 
 
-def early_exit_due(history: list[dict[str, Any]], window: int) -> bool:
-    """True once validation accuracy has stayed >= 99% at every evaluation over `window` steps."""
-    streak_start = None
+def generalized_streak_start(history: list[dict[str, Any]]) -> int | None:
+    """The first step of the newest unbroken run of evaluations at >= 99% validation accuracy (None: below now)."""
+    start = None
     for record in reversed(history):
         if record["val_acc"] < GENERALIZED_ACC:
             break
-        streak_start = record["step"]
-    return streak_start is not None and history[-1]["step"] - streak_start >= window
+        start = record["step"]
+    return start
 
 
-def _first_after(history: list[dict[str, Any]], step: int, condition) -> int | None:
-    return next((r["step"] for r in history if r["step"] > step and condition(r)), None)
+def early_exit_due(history: list[dict[str, Any]], window: int) -> bool:
+    """True once validation accuracy has stayed >= 99% at every evaluation over `window` steps."""
+    start = generalized_streak_start(history)
+    return start is not None and history[-1]["step"] - start >= window
+
+
+def circuit_step(history: list[dict[str, Any]], *, settled: bool = False) -> int | None:
+    """Where circuit formation ends: the first evaluation from memorization on at which the restricted loss
+    (key frequencies only) is below CIRCUIT_LOSS, or generalization if that comes first.
+
+    With `settled`, only a step that no later evaluation can change (else None).
+    """
+    memorized = first_step_at(history, "train_acc", MEMORIZED_ACC, settled=settled)
+    if memorized is None:
+        return None
+    after = (r for r in history if r["step"] >= memorized)
+    formed = next((r["step"] for r in after if r.get("restricted_loss", float("inf")) < CIRCUIT_LOSS), None)
+    if formed is None:
+        return None
+    generalized = first_step_at(history, "val_acc", GENERALIZED_ACC)
+    if generalized is None or generalized >= formed:
+        return formed
+    if settled and first_step_at(history, "val_acc", GENERALIZED_ACC, settled=True) is None:
+        return None  # generalization before `formed` is not settled yet
+    return generalized
 
 
 def phases(history: list[dict[str, Any]]) -> dict[str, dict[str, int | None]] | None:
     """Nanda et al. 2023's three phases, by a rule (the paper draws them by eye).
 
     memorization: from the start to the memorized step (train accuracy >= 99%, held);
-    circuit formation: to the first later evaluation where the restricted loss falls below
-    CIRCUIT_LOSS (the key-frequency circuit alone solves the task);
+    circuit formation: to `circuit_step` (the key-frequency circuit alone solves the task);
     cleanup: to the generalized step (validation accuracy >= 99%, held).
     None for runs without progress measures; a phase not finished has end None.
     """
@@ -147,11 +236,7 @@ def phases(history: list[dict[str, Any]]) -> dict[str, dict[str, int | None]] | 
         return None
     found = milestones(history)
     memorized, generalized = found["memorized_step"], found["generalized_step"]
-    circuit = None
-    if memorized is not None:
-        circuit = _first_after(history, memorized - 1, lambda r: r.get("restricted_loss", float("inf")) < CIRCUIT_LOSS)
-        if circuit is not None and generalized is not None:
-            circuit = min(circuit, generalized)
+    circuit = circuit_step(history)
     return {
         "memorization": {"start": 0, "end": memorized},
         "circuit_formation": {"start": memorized, "end": circuit},

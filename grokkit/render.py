@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+import math
 from typing import Any
 
 from rich.console import Group
@@ -9,10 +11,29 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from grokkit.analysis import milestones
-from grokkit.config import Config, ModelKind
-from grokkit.data import TASKS, Dataset, Split, input_space_size
+from grokkit.analysis import (
+    CIRCUIT_LOSS,
+    GENERALIZED_ACC,
+    VERDICTS,
+    Ending,
+    Milestone,
+    Verdict,
+    milestones,
+    verdict,
+)
+from grokkit.config import Config, DataConfig, ModelKind
+from grokkit.data import TASKS, Dataset, Split, input_space_size, task_parameters
+from grokkit.live import Eta, Event, LiveRun
 from grokkit.sweep import shown
+
+VERDICT_STYLE = {
+    Verdict.grokked: "bold green",
+    Verdict.comprehension: "bold cyan",
+    Verdict.memorization_only: "bold red",
+    Verdict.not_yet_fit: "bold red",
+    Verdict.still_training: "bold blue",
+}
+MILESTONE_STYLE = {Milestone.memorized: "yellow", Milestone.circuit: "cyan", Milestone.generalized: "green"}
 
 
 def tasks_table(p: int = 97) -> Table:
@@ -49,7 +70,7 @@ def describe_config(config: Config) -> Table:
         model = f"mlp: {m.depth} hidden layer(s) of {m.width}, {m.activation.value}, {m.embed.value} embedding"
     batch = "full batch" if o.batch_size is None else f"batch {o.batch_size}"
     rows = [
-        ("task", f"{d.task}, p={d.p}, train fraction {d.train_frac}, seed {config.seed}"),
+        ("task", ", ".join([d.task, *_task_parameters(d), f"train fraction {d.train_frac}", f"seed {config.seed}"])),
         ("model", model),
         (
             "optimizer",
@@ -81,53 +102,128 @@ def describe_config(config: Config) -> Table:
     return table
 
 
+def _task_parameters(data: DataConfig) -> list[str]:
+    """The task's own parameters as "p=97" or "n_bits=12", ..., only those its family uses."""
+    return [f"{name}={getattr(data, name)}" for name in task_parameters(data.task)]
+
+
 def _pct(value: float) -> str:
     return f"{100 * value:5.1f}%"
 
 
-def eval_line(record: dict[str, Any], steps: int, steps_per_s: float | None) -> str:
-    """One plain line per evaluation, for logs and pipes."""
-    speed = f" {steps_per_s:6.1f} steps/s" if steps_per_s else ""
+def _eta(eta: Eta | None) -> str:
+    """The ETA as "ETA 35s", or "ETA ≤ 3m35s" when early exit may end the run sooner."""
+    if eta is None:
+        return "ETA ?"
+    return f"ETA {'≤ ' if eta.upper_bound else ''}{_duration(eta.seconds)}"
+
+
+def eval_line(run: LiveRun) -> str:
+    """One plain line per evaluation, for logs and pipes: metrics, speed and ETA."""
+    record = run.last
+    if record is None:
+        return "no evaluation yet"
+    speed = run.steps_per_s
+    pace = f" {speed:6.1f} steps/s  {_eta(run.eta)}" if speed else ""
     return (
-        f"step {record['step']:>7,}/{steps:,}  train acc {_pct(record['train_acc'])} loss {record['train_loss']:.3g}  "
-        f"val acc {_pct(record['val_acc'])} loss {record['val_loss']:.3g}  |w| {record['param_norm']:.1f}{speed}"
+        f"step {record['step']:>7,}/{run.budget:,}  train acc {_pct(record['train_acc'])} "
+        f"loss {record['train_loss']:.3g}  val acc {_pct(record['val_acc'])} loss {record['val_loss']:.3g}  "
+        f"|w| {record['param_norm']:.1f}{pace}"
     )
 
 
-def progress_panel(
-    record: dict[str, Any] | None,
-    steps: int,
-    steps_per_s: float | None,
-    memorized_step: int | None,
-    generalized_step: int | None,
-    circuit_step: int | None = None,
-) -> Panel:
-    """The live view: step/budget, accuracies, losses, speed, ETA, the milestones and the circuit signal."""
+def event_line(event: Event) -> Text:
+    """The announcement of a settled milestone, at the step `report` gives it."""
+    record, step = event.record, f"{event.step:,}"
+    style = MILESTONE_STYLE[event.milestone]
+    if event.milestone == Milestone.memorized:
+        return Text.assemble(("memorized", style), f": train accuracy held >= 99% from step {step}")
+    if event.milestone == Milestone.generalized:
+        return Text.assemble(("generalized", style), f": validation accuracy held >= 99% from step {step}")
+    val_acc = _pct(record["val_acc"]).strip()
+    restricted = record.get("restricted_loss", float("inf"))
+    if restricted >= CIRCUIT_LOSS:
+        return Text.assemble(
+            ("circuit formed", style), f" by step {step}, where validation accuracy held >= 99% ({val_acc}) first"
+        )
+    coming = ": generalization is on its way" if record["val_acc"] < GENERALIZED_ACC else ""
+    return Text.assemble(
+        ("circuit formed", style),
+        f": restricted loss {restricted:.3g} < {CIRCUIT_LOSS:g} at step {step} (validation accuracy {val_acc}){coming}",
+    )
+
+
+SPARK_LEVELS = "▁▂▃▄▅▆▇█"
+
+
+def log_step_samples(history: list[dict[str, Any]], columns: int) -> list[dict[str, Any]]:
+    """The evaluation in effect at each of `columns` points spaced evenly on a log-step axis."""
+    if not history or columns < 1:
+        return []
+    steps = [max(r["step"], 1) for r in history]
+    low, high = math.log(steps[0]), math.log(steps[-1])
+    points = [low + (high - low) * j / max(columns - 1, 1) for j in range(columns)]
+    return [history[max(bisect.bisect_right(steps, math.exp(x) * (1 + 1e-9)) - 1, 0)] for x in points]
+
+
+def accuracy_sparklines(history: list[dict[str, Any]], width: int) -> Table:
+    """Train and validation accuracy so far as two rows of block characters (0 to 100%) on a log-step axis,
+    with the latest values; `width` columns in all."""
+    columns = max(width - len("train  100.0% "), 8)
+    samples = log_step_samples(history, columns)
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(no_wrap=True)
+    grid.add_column(no_wrap=True)
+    for label, key, style in (("train", "train_acc", "yellow"), ("val", "val_acc", "green")):
+        line = "".join(SPARK_LEVELS[round(min(max(r[key], 0.0), 1.0) * (len(SPARK_LEVELS) - 1))] for r in samples)
+        grid.add_row(label, Text(line, style=style), _pct(history[-1][key]).strip() if history else "")
+    first, last, middle = f"{history[0]['step']:,}" if history else "", f"{history[-1]['step']:,}", "log step"
+    gap = columns - len(first) - len(last) - len(middle)
+    if history and gap >= 2:
+        axis = f"{first}{' ' * (gap // 2)}{middle}{' ' * (gap - gap // 2)}{last}"
+        grid.add_row("", Text(axis, style="dim"), "")
+    return grid
+
+
+def progress_panel(run: LiveRun, width: int = 80) -> Panel:
+    """The live view: step/budget, speed, ETA, accuracies and losses, mini-curves, milestones, verdict so far."""
+    record = run.last
     if record is None:
         return Panel(Text("compiling the training step..."), title="grokkit train", border_style="blue")
-    done = record["step"] / steps
-    width = 30
-    bar = Text("█" * int(done * width) + "░" * (width - int(done * width)), style="cyan")
-    eta = (steps - record["step"]) / steps_per_s if steps_per_s else None
-    grid = Table.grid(padding=(0, 2))
-    grid.add_row(bar, f"{record['step']:,}/{steps:,}", f"{steps_per_s or 0:.1f} steps/s", f"ETA {_duration(eta)}")
+    done = min(record["step"] / run.budget, 1.0)
+    bar_width = 30
+    bar = Text("█" * int(done * bar_width) + "░" * (bar_width - int(done * bar_width)), style="cyan")
+    speed = run.steps_per_s
+    header = Table.grid(padding=(0, 2))
+    header.add_row(bar, f"{record['step']:,}/{run.budget:,}", f"{speed or 0:.1f} steps/s", _eta(run.eta))
     metrics = Table.grid(padding=(0, 2))
     metrics.add_row("train", f"acc {_pct(record['train_acc'])}", f"loss {record['train_loss']:.3g}")
     metrics.add_row("val", f"acc {_pct(record['val_acc'])}", f"loss {record['val_loss']:.3g}")
     metrics.add_row("|w|", f"{record['param_norm']:.2f}", "")
-    if "restricted_loss" in record:
+    if run.has_progress_measures:
         metrics.add_row(
             "circuit", f"restricted loss {record['restricted_loss']:.3g}", f"excluded {record['excluded_loss']:.3g}"
         )
+    found = run.milestones
     marks = Text()
-    marks.append("memorized ", style="bold")
-    marks.append(f"at step {memorized_step:,}" if memorized_step is not None else "not yet", style="yellow")
-    if "restricted_loss" in record:
-        marks.append("   circuit ", style="bold")
-        marks.append(f"formed at step {circuit_step:,}" if circuit_step is not None else "forming", style="cyan")
-    marks.append("   generalized ", style="bold")
-    marks.append(f"at step {generalized_step:,}" if generalized_step is not None else "not yet", style="green")
-    return Panel(Group(grid, metrics, marks), title="grokkit train", border_style="blue")
+    for milestone in Milestone:
+        if milestone == Milestone.circuit and not run.has_progress_measures:
+            continue
+        step = found[milestone]
+        if step is not None:
+            state = f"formed at {step:,}" if milestone == Milestone.circuit else f"at {step:,}"
+        elif milestone == Milestone.circuit and found[Milestone.memorized] is not None:
+            state = "forming"
+        else:
+            state = "not yet"
+        marks.append(f"{milestone} ", style="bold")
+        marks.append(state, style=MILESTONE_STYLE[milestone])
+        marks.append("   ")
+    outcome = run.verdict
+    verdict_line = Text.assemble(("verdict so far ", "bold"), (outcome, VERDICT_STYLE[outcome]))
+    body = Group(header, metrics, accuracy_sparklines(run.history, width - 4), marks, verdict_line)
+    return Panel(body, title="grokkit train", border_style="blue")
 
 
 def _duration(seconds: float | None) -> str:
@@ -137,31 +233,36 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-def run_outcome(run_dir: str, reason: str, summary: dict[str, Any], elapsed_s: float) -> Text:
-    """What happened, in words, when the command returns."""
-    memorized, generalized = summary.get("memorized_step"), summary.get("generalized_step")
+_STOPPED = {
+    Ending.budget: "Trained the whole budget ({step} steps)",
+    Ending.early_exit: "Stopped early at step {step}: validation accuracy had stayed >= 99% long enough",
+    Ending.interrupted: "Interrupted at step {step}; checkpoint saved",
+    Ending.diverged: "Diverged by step {step}; the last good checkpoint is kept",
+}
+
+
+def run_outcome(run_dir: str, ending: Ending, history: list[dict[str, Any]], budget: int, elapsed_s: float) -> Text:
+    """What happened, in words, when the command returns: `report`'s verdict and milestones, how it stopped."""
+    found = milestones(history)
+    memorized, generalized = found["memorized_step"], found["generalized_step"]
+    outcome = verdict(history, budget)
     text = Text()
+    text.append(f"{outcome}: ", style=VERDICT_STYLE[outcome])
     if generalized is not None and memorized is not None:
-        text.append("grokked: ", style="bold green")
         text.append(
             f"train accuracy reached 99% at step {memorized:,}, validation accuracy at step {generalized:,} "
-            f"({generalized / max(memorized, 1):.1f}x later). "
+            f"({generalized / max(memorized, 1):.1f}x the memorization step). "
         )
+    elif generalized is not None:
+        text.append(f"validation accuracy reached 99% at step {generalized:,}, before train accuracy held 99%. ")
     elif memorized is not None:
-        best = summary.get("best_val_acc") or 0.0
-        text.append("memorized, not yet generalized: ", style="bold yellow")
-        text.append(f"train accuracy 99% at step {memorized:,}; best validation accuracy {_pct(best).strip()}. ")
+        best = _pct(found["best_val_acc"] or 0.0).strip()
+        text.append(f"memorized at step {memorized:,} (train accuracy 99%), best validation accuracy {best}. ")
     else:
-        text.append("not yet fit: ", style="bold red")
         text.append("train accuracy has not reached 99%. ")
-    step = f"{summary.get('step', 0):,}"
-    stopped = {
-        "budget": f"Trained the whole budget ({step} steps)",
-        "early-exit": f"Stopped early at step {step}: validation accuracy had stayed >= 99% long enough",
-        "interrupted": f"Interrupted at step {step}; checkpoint saved",
-    }[reason]
-    text.append(f"{stopped}, {elapsed_s:.1f}s.\nRun directory: {run_dir}")
-    if reason == "interrupted":
+    step = f"{history[-1]['step'] if history else 0:,}"
+    text.append(f"{_STOPPED[ending].format(step=step)}, {elapsed_s:.1f}s.\nRun directory: {run_dir}")
+    if ending == Ending.interrupted:
         text.append(f"\nResume with: grokkit resume {run_dir}", style="bold")
     return text
 
@@ -212,8 +313,6 @@ def report_view(
     plot: bool = True,
 ) -> Group:
     """The one-screen summary of one run: setup, milestones, verdict, early-stopping lesson, norms, curves."""
-    from grokkit.analysis import VERDICTS
-
     parts: list[Any] = [Text(run_name, style="bold"), describe_config(config)]
     parts.append(Text("first evaluation step at which accuracy held ≥", style="bold"))
     milestones_table = Table(box=None)
@@ -224,12 +323,8 @@ def report_view(
         milestones_table.add_row(split, *(_step(report["thresholds"][split][t]) for t in ("50", "95", "99")))
     parts.append(milestones_table)
 
-    verdict = report["verdict"]
-    style = {"grokked": "bold green", "comprehension": "bold cyan", "still training": "bold blue"}.get(
-        verdict, "bold red"
-    )
-    line = Text.assemble(("verdict: ", "bold"), (verdict, style), f" ({VERDICTS[verdict]})")
-    parts.append(line)
+    outcome = Verdict(report["verdict"])
+    parts.append(Text.assemble(("verdict: ", "bold"), (outcome, VERDICT_STYLE[outcome]), f" ({VERDICTS[outcome]})"))
     if report["generalized_step"] is not None and report["memorized_step"] is not None:
         parts.append(
             Text(
@@ -250,17 +345,15 @@ def report_view(
     if report.get("phases"):
         parts.append(phases_view(report))
 
-    parts.append(Text("parameter L2 norm @ step", style="bold"))
+    parts.append(Text("parameter L2 norm", style="bold"))
     norms = Table(box=None)
     trajectory = report["param_norm"]
+    points = [trajectory.get(name) for name in ("initial", "memorized", "peak", "generalized", "final")]
+    norms.add_column("", style="bold")
     for name in ("initial", "memorized", "peak", "generalized", "final"):
         norms.add_column(name, justify="right")
-    norms.add_row(
-        *(
-            "—" if trajectory.get(n) is None else f"{trajectory[n]['param_norm']:.1f} @ {trajectory[n]['step']:,}"
-            for n in ("initial", "memorized", "peak", "generalized", "final")
-        )
-    )
+    norms.add_row("|w|", *("—" if p is None else f"{p['param_norm']:.1f}" for p in points))
+    norms.add_row("step", *("" if p is None else f"{p['step']:,}" for p in points))
     parts.append(norms)
     if not plot:
         return Group(*parts)
@@ -302,7 +395,7 @@ def phases_view(report: dict[str, Any]) -> Group:
     story = report.get("phase_story", {})
     for name, span in report["phases"].items():
         start = "?" if span["start"] is None else f"{span['start']:,}"
-        end = "…" if span["end"] is None else f"{span['end']:,}"
+        end = "now" if span["end"] is None else f"{span['end']:,}"
         label = name.replace("_", " ")
         table.add_row(label, f"{start}–{end}", story.get(name, "not reached" if span["start"] is None else "ongoing"))
     parts: list[Any] = [Text("phases (Nanda et al. 2023; rule in grokkit/analysis.py)", style="bold"), table]
@@ -350,22 +443,20 @@ def comparison_view(
     dicts = [_flatten(config.to_dict()) for _, config, _, _ in rows]
     differing = [k for k in dicts[0] if len({repr(d.get(k)) for d in dicts}) > 1 and k != "preset"]
     table = Table(title="runs compared", title_justify="left")
-    table.add_column("run", style="bold")
-    for key in differing:
-        table.add_column(key.rsplit(".", 1)[-1])
-    for column in ("train 99%", "val 99%", "ratio", "early stop → val acc"):
-        table.add_column(column, justify="right")
+    table.add_column("run (settings that differ)", overflow="fold")
+    for column in ("train\n99%", "val\n99%", "ratio", "early stop\n→ val acc"):
+        table.add_column(column, justify="right", no_wrap=True)
     table.add_column("verdict", no_wrap=True)
     for (name, _, report, _), flat in zip(rows, dicts, strict=True):
+        settings = ", ".join(f"{k.rsplit('.', 1)[-1]} {shown(flat.get(k))}" for k in differing)
         stop = (
             "—"
             if report["early_stop_step"] is None
-            else f"{report['early_stop_step']:,} → {_pct(report['early_stop_val_acc']).strip()}"
+            else f"{report['early_stop_step']:,}\n→ {_pct(report['early_stop_val_acc']).strip()}"
         )
         ratio = "—" if report["delay_ratio"] is None else f"{report['delay_ratio']:.1f}x"
         table.add_row(
-            name,
-            *(str(flat.get(k)) for k in differing),
+            Text.assemble((name, "bold"), (f"\n{settings}" if settings else "", "dim")),
             _step(report["memorized_step"]),
             _step(report["generalized_step"]),
             ratio,
@@ -479,11 +570,12 @@ def sweep_outcome(result) -> Text:
 
 
 def _median_range(row: dict[str, Any], name: str) -> str:
+    """The median step over seeds, with its range on a second line when seeds differ."""
     median = row[f"{name}_median"]
     if median is None:
         return "—"
     low, high = row[f"{name}_min"], row[f"{name}_max"]
-    spread = f" [{low:,}–{high:,}]" if low != high else ""
+    spread = f"\n[{low:,}–{high:,}]" if low != high else ""
     return f"{median:,.0f}{spread}"
 
 
@@ -494,22 +586,21 @@ def sweep_view(sweep, width: int = 80, plot: bool = True) -> Group:
     keys = [k for k in sweep.spec.axes if k in {k for r in sweep.aggregates for k in r["point"]}]
     table = Table(title=f"sweep {sweep.path.name}: {len(sweep.members)} members", title_justify="left")
     for key in keys:
-        table.add_column(key.rsplit(".", 1)[-1], style="bold")
-    for column in ("runs", "train 99% median \\[range]", "val 99% median \\[range]", "generalized"):
-        table.add_column(column, justify="right")
-    table.add_column("verdicts")
+        table.add_column(key.rsplit(".", 1)[-1], style="bold", overflow="fold")
+    for column in ("runs", "train 99%", "val 99%"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("verdicts", overflow="fold")
     for row in sweep.aggregates:
-        runs = f"{row['started']}/{row['members']}"
-        verdicts = ", ".join(f"{n} {v}" for v, n in sorted(row["verdicts"].items()))
+        verdicts = "\n".join(f"{n} {v}" for v, n in sorted(row["verdicts"].items()))
         table.add_row(
             *(shown(row["point"][k]) for k in keys),
-            runs,
+            f"{row['started']}/{row['members']}",
             _median_range(row, "memorized"),
             _median_range(row, "generalized"),
-            f"{row['generalized']}/{row['started']}",
             verdicts or "—",
         )
-    parts: list[Any] = [table]
+    legend = "99% columns: first step at which accuracy held 99%, median over seeds, [range] below"
+    parts: list[Any] = [table, Text(legend, style="dim")]
     swept = swept_point_keys(sweep.spec)
     if plot and len(swept) == 1 and all(isinstance(v, int | float) for v in sweep.spec.axes[swept[0]]):
         rows = [r for r in sweep.aggregates if r["generalized_median"] is not None]
@@ -569,28 +660,30 @@ def _phase_grid(sweep, keys: list[str]) -> Table:
 def comparison_report(result: dict[str, Any]) -> Group:
     """`grokkit compare`: steps and seconds to each validation threshold on both sides, the speed-ups, warnings."""
     table = Table(title=f"{result['candidate']} vs {result['baseline']}", title_justify="left")
-    for column in ("val acc", "baseline steps", "candidate steps", "speed-up (steps)", "baseline s", "candidate s",
-                   "speed-up (time)"):  # fmt: skip
+    table.add_column("val acc", justify="right", no_wrap=True)
+    for column in ("baseline", "candidate"):
+        table.add_column(column, justify="right", overflow="fold")
+    for column in ("speed-up (steps)", "speed-up (time)"):
         table.add_column(column, justify="right")
 
-    def steps(side: dict[str, Any]) -> str:
+    def side_cell(side: dict[str, Any]) -> str:
+        seconds = "" if side["median_s"] is None else f", {side['median_s']:.1f}s"
+        reached = f"{side['reached']}/{side['runs']} runs{seconds}"
+        best = f"\nbest of {side['points']}: {side['point']}" if side.get("points", 1) > 1 else ""
         if side["median_step"] is None:
-            return f"not in {side['trained_steps']:,}"
+            return f"not in {side['trained_steps']:,}\n{reached}{best}"
         spread = f" [{side['min_step']:,}–{side['max_step']:,}]" if side["min_step"] != side["max_step"] else ""
-        best = f" best of {side['points']}: {side['point']}" if side.get("points", 1) > 1 else ""
-        return f"{side['median_step']:,.0f}{spread} ({side['reached']}/{side['runs']}){best}"
-
-    def seconds(side: dict[str, Any]) -> str:
-        return "—" if side["median_s"] is None else f"{side['median_s']:.1f}"
+        return f"{side['median_step']:,.0f}{spread}\n{reached}{best}"
 
     for row in result["thresholds"]:
         ratio = "—" if row["speedup_steps"] is None else f"{row['speedup_steps']:.1f}x"
         if row["lower_bound"]:
             ratio = f"> {ratio}"
         time_ratio = "—" if row["speedup_s"] is None else f"{row['speedup_s']:.1f}x"
-        table.add_row(f"{100 * row['threshold']:g}%", steps(row["baseline"]), steps(row["candidate"]), ratio,
-                      seconds(row["baseline"]), seconds(row["candidate"]), time_ratio)  # fmt: skip
-    parts: list[Any] = [table, Text("steps: median [range] (runs that got there / runs)", style="dim")]
+        table.add_row(f"{100 * row['threshold']:g}%", side_cell(row["baseline"]), side_cell(row["candidate"]), ratio,
+                      time_ratio)  # fmt: skip
+    legend = "each side: median steps [range], then runs that got there / runs and their median seconds"
+    parts: list[Any] = [table, Text(legend, style="dim")]
     for warning in result["warnings"]:
         parts.append(Text(f"warning: {warning}", style="yellow"))
     return Group(*parts)

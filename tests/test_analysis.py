@@ -1,9 +1,12 @@
 """Milestones, verdicts and the early-stopping counterfactual on synthetic curves."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from grokkit import analysis
 
@@ -153,3 +156,67 @@ def test_compare_takes_the_best_grid_point_of_a_swept_baseline():
     row = compare(baseline, candidate)["thresholds"][2]
     assert row["baseline"]["point"] == "lr=0.003" and row["baseline"]["points"] == 2
     assert row["speedup_steps"] == 1.0
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(st.booleans(), min_size=1, max_size=12),
+    st.integers(min_value=0, max_value=8),
+    st.integers(min_value=0, max_value=12),
+)
+def test_settled_milestones_never_change_as_evaluations_arrive(val_high, memorized_at, circuit_at):
+    """Whatever comes next, a settled step is the step the whole history gives (what `report` will say)."""
+    history = [
+        {"step": 10 * (i + 1), "train_acc": 1.0 if i >= memorized_at else 0.5, "val_acc": 1.0 if high else 0.5,
+         "restricted_loss": 0.05 if i >= circuit_at else 3.0, "val_loss": 1.0, "param_norm": 1.0}
+        for i, high in enumerate(val_high)
+    ]  # fmt: skip
+    final = analysis.milestones(history)
+    final_circuit = analysis.circuit_step(history)
+    for n in range(1, len(history) + 1):
+        prefix = history[:n]
+        settled = analysis.milestones(prefix, settled=True)
+        for key in ("memorized_step", "generalized_step"):
+            assert settled[key] is None or settled[key] == final[key]
+        circuit = analysis.circuit_step(prefix, settled=True)
+        assert circuit is None or circuit == final_circuit
+    if len(history) > analysis.CONFIRM_EVALS and history[-1 - analysis.CONFIRM_EVALS]["step"] >= (
+        final["generalized_step"] or float("inf")
+    ):
+        assert analysis.milestones(history, settled=True)["generalized_step"] == final["generalized_step"]
+
+
+def test_circuit_step_is_the_end_of_circuit_formation():
+    history = [
+        {"step": s, "train_acc": 1.0 if s >= 200 else 0.5, "val_acc": 1.0 if s >= 700 else 0.1,
+         "restricted_loss": 0.05 if s in (100, 500, 600, 700, 800, 900) else 3.0, "excluded_loss": 1.0,
+         "embed_gini": 0.5, "param_norm": 1.0, "train_loss": 0.1, "val_loss": 1.0}
+        for s in range(100, 1000, 100)
+    ]  # fmt: skip
+    assert analysis.circuit_step(history) == 500  # the dip at 100, before memorization, does not count
+    assert analysis.phases(history)["circuit_formation"] == {"start": 200, "end": 500}
+    assert analysis.phases(history)["cleanup"] == {"start": 500, "end": 700}
+    late = [{**r, "restricted_loss": 0.05 if r["step"] >= 800 else 3.0} for r in history]
+    assert analysis.circuit_step(late) == 700  # generalization came first
+    assert analysis.circuit_step(late[:8], settled=True) is None  # 700 could still prove a spike
+    assert analysis.circuit_step(late[:9], settled=True) == 700
+    spike = [{**r, "val_acc": 0.1} if r["step"] == 900 else r for r in late]
+    assert analysis.circuit_step(spike) == 800 and analysis.milestones(spike)["generalized_step"] is None
+
+
+def test_run_endings_verdicts_and_statuses_keep_their_on_disk_values():
+    assert [e.value for e in analysis.Ending] == ["budget", "early-exit", "interrupted", "diverged"]
+    assert analysis.Ending("early-exit").status == analysis.RunStatus.generalized == "generalized"
+    assert analysis.Ending.budget.status == "finished"
+    assert json.dumps({"reason": analysis.Ending.early_exit, "verdict": analysis.Verdict.memorization_only}) == (
+        '{"reason": "early-exit", "verdict": "memorization only"}'
+    )
+    assert set(analysis.VERDICTS) == set(analysis.Verdict)
+    assert isinstance(analysis.run_report(clean_grok(), budget=3000)["verdict"], analysis.Verdict)
+
+
+def test_generalized_streak_and_early_exit_share_one_rule():
+    history = curve([1.0] * 6, [0.995, 0.5, 0.99, 1.0, 1.0, 1.0])
+    assert analysis.generalized_streak_start(history) == 300
+    assert analysis.early_exit_due(history, window=300) and not analysis.early_exit_due(history, window=301)
+    assert analysis.generalized_streak_start(history[:2]) is None
