@@ -14,8 +14,6 @@ import optax
 KEY_FREQUENCY_SHARE = 0.5
 """A frequency is key when its embedding norm is at least this fraction of the largest one."""
 MAX_KEY_FREQUENCIES = 8
-CIRCUIT_LOSS = 0.1
-"""Restricted loss below this means the key frequencies alone already solve the task."""
 
 SUPPORTED_TASKS = {"mod-add": 1, "mod-sub": -1}
 """Tasks whose answer is a function of a + sign * b, so the trig-identity circuit applies."""
