@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast lint format bench bench-sweep profile grok clean
+.PHONY: help setup test test-fast lint typecheck format bench bench-sweep profile grok clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ test-fast: $(STAMP) ## Run the tests without the slow ones
 lint: $(STAMP) ## ruff check and format check
 	$(BIN)/ruff check grokkit tests benchmarks
 	$(BIN)/ruff format --check grokkit tests benchmarks
+
+typecheck: $(STAMP) ## Static type check (mypy)
+	$(BIN)/mypy
 
 format: $(STAMP) ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix grokkit tests benchmarks

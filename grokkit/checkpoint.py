@@ -12,6 +12,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ def checkpoint_path(folder: Path, step: int) -> Path:
 def save_checkpoint(folder: Path, step: int, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Path:
     """Write `arrays` and `meta` for `step`; the sidecar (with the checksum) goes last."""
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy stub kwargs
     payload = buffer.getvalue()
     path = checkpoint_path(folder, step)
 
@@ -105,7 +106,7 @@ def remove_temp_files(folder: Path) -> list[Path]:
     return removed
 
 
-def prune_checkpoints(folder: Path, keep: int, protect: set[int] = frozenset()) -> None:
+def prune_checkpoints(folder: Path, keep: int, protect: AbstractSet[int] = frozenset()) -> None:
     """Delete all but the newest `keep` checkpoints (steps in `protect` are kept too)."""
     infos = list_checkpoints(folder)
     for info in infos[: max(0, len(infos) - keep)]:

@@ -207,7 +207,7 @@ def coerce(key: str, value: Any, label: str | None = None) -> Any:
     if value is None and optional:
         return None
     if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
-        if kind is float and not math.isfinite(value):
+        if kind is float and isinstance(value, float) and not math.isfinite(value):
             raise UsageError(f"{label} must be a finite number, got {value}")
         return value
     if issubclass(kind, Enum):

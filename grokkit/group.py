@@ -59,7 +59,10 @@ def stack_data(members: list[Member]) -> tuple[Data, Data]:
         val_idx=jnp.stack([p.val_idx for p in parts]),
         directions=first.directions,
     )
-    axes = Data(train=Batch(0, 0), every=None if every_shared else Batch(0, 0), train_idx=0, val_idx=0, directions=None)
+    # vmap's in_axes: Data's own pytree, with 0 (stacked) or None (shared) where the arrays go.
+    axis: Any = 0
+    every_axes: Any = None if every_shared else Batch(axis, axis)
+    axes = Data(train=Batch(axis, axis), every=every_axes, train_idx=axis, val_idx=axis, directions=None)
     return stacked, axes
 
 

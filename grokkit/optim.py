@@ -57,7 +57,7 @@ def learning_rate(cfg: OptimConfig, peak: float | jax.Array | None = None) -> op
 
 
 class GrokfastEmaState(NamedTuple):
-    count: jax.Array  # int32 []
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count; int32 []
     mu: optax.Updates
 
 
@@ -77,7 +77,7 @@ def grokfast_ema(alpha: float, lam: float) -> optax.GradientTransformation:
 
 
 class GrokfastMaState(NamedTuple):
-    count: jax.Array  # int32 [], gradients seen
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count; int32 [], gradients seen
     window: optax.Updates  # per leaf [W, ...], a ring buffer of the last W gradients
     total: optax.Updates  # per leaf, the sum of the buffer (kept so a step costs O(params), not O(W params))
 

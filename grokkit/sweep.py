@@ -6,6 +6,7 @@ import dataclasses
 import itertools
 import json
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,7 +174,7 @@ def _median(values: list[int]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def aggregate(spec: SweepSpec, reports: dict[str, dict[str, Any] | None]) -> list[dict[str, Any]]:
+def aggregate(spec: SweepSpec, reports: Mapping[str, dict[str, Any] | None]) -> list[dict[str, Any]]:
     """One row per grid point (seeds pooled): median and range of the 99% steps, how many grokked, verdicts.
 
     `reports` maps member name -> its run report, or None for a member with no run yet (another shard).

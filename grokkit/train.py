@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -249,8 +249,16 @@ def make_chunk_fn(exp: Experiment, data_axes: Data | None = None) -> ChunkFn:
     return chunk_x64
 
 
+class Sink(Protocol):
+    """Where the loop reports: metrics, checkpoints, summary (any object with these methods)."""
+
+    def on_eval(self, record: dict[str, Any]) -> None: ...
+    def on_checkpoint(self, state: TrainState, elapsed_s: float) -> None: ...
+    def on_finish(self, reason: Ending) -> None: ...
+
+
 class RunSink:
-    """Where the loop reports: metrics, checkpoints, summary (a run directory, or nothing)."""
+    """A Sink that reports nothing (a run without a directory)."""
 
     def on_eval(self, record: dict[str, Any]) -> None: ...
     def on_checkpoint(self, state: TrainState, elapsed_s: float) -> None: ...
@@ -261,7 +269,7 @@ class RunSink:
 class Lane:
     """One run inside the training loop (alone, or one member of a vmapped group)."""
 
-    sink: RunSink
+    sink: Sink
     history: list[dict[str, Any]]
     step: int
     elapsed_before: float = 0.0
@@ -280,7 +288,7 @@ class FitResult:
 
 def eval_record(metrics: dict[str, Any], step: int, elapsed_s: float) -> dict[str, Any]:
     """One metrics.jsonl line from an evaluation's (host) metrics."""
-    record = {"step": step, **{k: float(metrics[k]) for k in METRIC_NAMES}}
+    record: dict[str, Any] = {"step": step, **{k: float(metrics[k]) for k in METRIC_NAMES}}
     record["param_norms"] = {name: float(v) for name, v in metrics["param_norms"].items()}
     if "restricted_loss" in metrics:
         for name in ("restricted_loss", "excluded_loss", "embed_gini"):
@@ -380,7 +388,7 @@ def fit(
     state: TrainState,
     history: list[dict[str, Any]] | None = None,
     *,
-    sink: RunSink | None = None,
+    sink: Sink | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     elapsed_before: float = 0.0,
 ) -> FitResult:

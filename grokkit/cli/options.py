@@ -180,7 +180,7 @@ def run_parameters(sweep: bool) -> list[inspect.Parameter]:
         else ("Run directory. \\[default: runs/<task>-<timestamp>]")
     )
     presets = "; ".join(f"[bold]{p.name}[/] = {p.source}" for p in PRESETS.values())
-    params = {
+    params: dict[str, Any] = {  # parameter name -> its annotation (an Annotated[...] form)
         "run_dir": Annotated[Path | None, typer.Option(help=where, rich_help_panel=RUN)],
         "config_file": Annotated[
             Path | None,
