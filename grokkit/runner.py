@@ -276,9 +276,9 @@ def nothing_to_resume(run: RunDir, config: Config) -> str | None:
     """Why resuming `run` under `config` (its budget and early-exit rule) would train no step, or None."""
     summary = run.summary()
     status, step = summary.get("status"), int(summary.get("step", 0) or 0)
-    if status == "diverged":
+    if status == RunStatus.diverged:
         return f"it diverged at step {step:,}; start a new run with a lower learning rate"
-    if status == "generalized" and config.train.early_exit:
+    if status == RunStatus.generalized and config.train.early_exit:
         return f"it exited early at step {step:,} with validation accuracy held >= 99%; --no-early-exit trains on"
     if status in FINISHED and step >= config.train.steps:
         return f"its budget of {config.train.steps:,} steps is spent; --steps N (N > {step:,}) trains further"

@@ -195,5 +195,5 @@ def test_live_display_announces_the_circuit_before_generalization(tmp_path):
     result = CliRunner().invoke(app, ["train", *flags, "--run-dir", str(tmp_path / "run")], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert "circuit forming" in out and "generalized: validation accuracy" in out
-    assert out.index("circuit forming") < out.index("generalized: validation accuracy")
+    assert "circuit formed" in out and "generalized: validation accuracy" in out
+    assert out.index("circuit formed") < out.index("generalized: validation accuracy")

@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from grokkit.config import TrainConfig
 
-def run_with_progress(console: Console, steps: int, launch, resuming: bool = False) -> None:
-    """Run `launch` with a live panel on a terminal, or one plain line per evaluation otherwise."""
+
+def run_with_progress(console: Console, train: TrainConfig, launch: Callable[..., Any], resuming: bool = False) -> None:
+    """Run `launch` with a live panel on a terminal, or one plain line per evaluation otherwise.
+
+    Milestones are announced once settled, by the same rules `grokkit report` uses (grokkit.live).
+    """
     from rich.live import Live
 
-    from grokkit.analysis import CIRCUIT_LOSS, GENERALIZED_ACC, MEMORIZED_ACC, milestones
-    from grokkit.render import eval_line, progress_panel, run_outcome
+    from grokkit.analysis import Ending
+    from grokkit.live import LiveRun
+    from grokkit.render import eval_line, event_line, progress_panel, run_outcome
     from grokkit.runner import StopRequest
 
-    state: dict[str, Any] = {"memorized": None, "generalized": None, "circuit": None, "last": None, "speed": None}
+    run = LiveRun(train)
     live = (
-        Live(progress_panel(None, 1, None, None, None), console=console, refresh_per_second=4, transient=False)
+        Live(progress_panel(run, console.width), console=console, refresh_per_second=4, transient=False)
         if console.is_terminal
         else None
     )
@@ -29,43 +36,20 @@ def run_with_progress(console: Console, steps: int, launch, resuming: bool = Fal
         console.print(f"[dim]{escape(message)}[/]")
 
     def on_history(history: list[dict[str, Any]]) -> None:
-        found = milestones(history)
-        state.update(memorized=found["memorized_step"], generalized=found["generalized_step"])
-        state["circuit"] = next((r["step"] for r in history if r.get("restricted_loss", 1.0) < CIRCUIT_LOSS), None)
-        state["last"] = history[-1] if history else None
+        nonlocal run
+        run = LiveRun(train, history)  # milestones already on disk are not announced again
 
     def on_eval(record: dict[str, Any]) -> None:
-        last = state["last"]
-        if last is not None and record["elapsed_s"] > last["elapsed_s"] and record["step"] > last["step"]:
-            state["speed"] = (record["step"] - last["step"]) / (record["elapsed_s"] - last["elapsed_s"])
-        state["last"] = record
-        if state["memorized"] is None and record["train_acc"] >= MEMORIZED_ACC:
-            state["memorized"] = record["step"]
-            console.print(f"[yellow]memorized[/]: train accuracy >= 99% at step {record['step']:,}")
-        circuit_formed = record.get("restricted_loss", float("inf")) < CIRCUIT_LOSS
-        if state["memorized"] is not None and state["circuit"] is None and circuit_formed:
-            state["circuit"] = record["step"]
-            if state["generalized"] is None:
-                console.print(
-                    f"[cyan]circuit forming[/]: restricted loss {record['restricted_loss']:.3g} < {CIRCUIT_LOSS} at "
-                    f"step {record['step']:,} (validation accuracy {100 * record['val_acc']:.1f}%): "
-                    "generalization is on its way"
-                )
-        if state["generalized"] is None and record["val_acc"] >= GENERALIZED_ACC:
-            state["generalized"] = record["step"]
-            console.print(f"[green]generalized[/]: validation accuracy >= 99% at step {record['step']:,}")
+        for event in run.update(record):
+            console.print(event_line(event))
         if live is not None:
-            live.update(
-                progress_panel(
-                    record, steps, state["speed"], state["memorized"], state["generalized"], state["circuit"]
-                )
-            )
+            live.update(progress_panel(run, console.width))
         else:
-            console.print(eval_line(record, steps, state["speed"]), soft_wrap=True)
+            console.print(eval_line(run), soft_wrap=True)
 
     start = time.perf_counter()
     stop = StopRequest()
-    callbacks = {"on_eval": on_eval, "notify": notify, "stop": stop}
+    callbacks: dict[str, Any] = {"on_eval": on_eval, "notify": notify, "stop": stop}
     if resuming:
         callbacks["on_history"] = on_history
     with stop.installed():
@@ -74,8 +58,11 @@ def run_with_progress(console: Console, steps: int, launch, resuming: bool = Fal
                 result = launch(**callbacks)
         else:
             result = launch(**callbacks)
-    console.print(run_outcome(str(result.run_dir), result.reason, result.summary, time.perf_counter() - start))
-    if result.reason == "interrupted":
+    for event in run.finish():
+        console.print(event_line(event))
+    elapsed = time.perf_counter() - start
+    console.print(run_outcome(str(result.run_dir), result.reason, result.history, train.steps, elapsed))
+    if result.reason == Ending.interrupted:
         raise typer.Exit(130)
 
 

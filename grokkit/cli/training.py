@@ -68,7 +68,7 @@ def train_command(**options: Any) -> None:
     console.print(describe_config(config))
     run_dir = options["run_dir"]
     sinks = wandb_sinks(options["wandb"])
-    run_with_progress(console, config.train.steps, lambda **kw: start_run(config, run_dir, extra_sinks=sinks, **kw))
+    run_with_progress(console, config.train, lambda **kw: start_run(config, run_dir, extra_sinks=sinks, **kw))
 
 
 train_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
@@ -173,7 +173,7 @@ def resume_command(**options: Any) -> None:
         return
     run_with_progress(
         stdout(),
-        train.steps,
+        train,
         lambda **kw: resume_run(
             run_dir, steps=steps, early_exit=early_exit, force=force, extra_sinks=wandb_sinks(options["wandb"]), **kw
         ),
