@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import platform
 import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -18,9 +19,14 @@ from grokkit import __version__
 from grokkit.analysis import Ending, RunStatus, milestones
 from grokkit.checkpoint import (
     CheckpointError,
+    CheckpointInfo,
+    hyperparameter_changes,
+    identity_meta,
+    identity_mismatch,
     list_checkpoints,
     load_checkpoint,
     prune_checkpoints,
+    read_sidecar,
     remove_temp_files,
     save_checkpoint,
 )
@@ -79,24 +85,76 @@ class RunResult:
     summary: dict[str, Any]
 
 
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def _say(message: str) -> None:
+    """One line on stderr from a signal handler: a raw write, so it never re-enters a half-done print."""
+    with suppress(OSError):  # stderr closed or its terminal gone
+        os.write(2, f"\n{message}\n".encode())
+
+
+def _is_terminal(fd: int) -> bool:
+    """A terminal, live or hung up (a hung-up terminal answers EIO rather than ENOTTY)."""
+    import termios
+
+    try:
+        termios.tcgetattr(fd)
+        return True
+    except termios.error as err:
+        return bool(err.args) and err.args[0] == errno.EIO
+    except OSError:
+        return False
+
+
+def _detach_from_terminal() -> None:
+    """After SIGHUP: send what stdout and stderr still print to /dev/null where they were the (closed) terminal."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    for fd in (1, 2):
+        if _is_terminal(fd):
+            with suppress(OSError):
+                os.dup2(null, fd)
+    os.close(null)
+
+
 class StopRequest:
-    """Set by SIGINT/SIGTERM; the loop checks it between chunks, then saves and returns."""
+    """Set by SIGINT, SIGTERM or SIGHUP; the loop checks it between chunks, then saves and returns.
+
+    Only the first signal counts. Later ones (a second Ctrl-C while the checkpoint is being
+    written, say) are acknowledged on stderr and change nothing, so a run, and every member of a
+    sweep, stops at a consistent point: a complete checkpoint at the step it stopped and its summary
+    `interrupted`. SIGHUP (the terminal closed) also drops further output to that terminal.
+    `kill -9` still quits at once; the newest complete checkpoint stays valid.
+    """
 
     def __init__(self) -> None:
         self.signal: int | None = None
+        self.repeats = 0  # signals after the first
 
     def __call__(self) -> bool:
         return self.signal is not None
 
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if signum == getattr(signal, "SIGHUP", None):
+            _detach_from_terminal()
+        name = signal.Signals(signum).name
+        if self.signal is None:
+            self.signal = signum
+            _say(f"{name}: stopping after the current chunk, then saving a checkpoint")
+        else:
+            self.repeats += 1
+            _say(
+                f"{name} again: already stopping; the checkpoint is being saved so the run stays resumable. "
+                f"Wait a moment (kill -9 {os.getpid()} quits at once: the newest complete checkpoint stays valid)"
+            )
+
     @contextmanager
     def installed(self) -> Iterator[StopRequest]:
-        """Catch the first SIGINT/SIGTERM gracefully; a second SIGINT interrupts at once."""
-
-        def handler(signum, _frame):
-            self.signal = signum
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        """Turn SIGINT, SIGTERM and SIGHUP into a stop request while the block runs."""
+        previous = {s: signal.signal(s, self._handle) for s in STOP_SIGNALS}
         try:
             yield self
         finally:
@@ -128,7 +186,8 @@ class _DiskSink:
 
         step = int(state.step)
         try:
-            save_checkpoint(self.run.checkpoints, step, state_to_arrays(state), {"elapsed_s": round(elapsed_s, 3)})
+            meta = {"elapsed_s": round(elapsed_s, 3), **identity_meta(self.config)}
+            save_checkpoint(self.run.checkpoints, step, state_to_arrays(state), meta)
         except OSError as err:
             raise StorageError(
                 f"cannot write the checkpoint for step {step} in {self.run.checkpoints}: {err.strerror}; "
@@ -219,14 +278,23 @@ def start_run(
     from grokkit.train import init_state, make_experiment
 
     exp = make_experiment(config)
-    run = RunDir.create(Path(run_dir) if run_dir else default_run_dir(config), config, current_env(), exp.split)
+    run = RunDir.create(
+        Path(run_dir) if run_dir else default_run_dir(config), config, current_env(), exp.split, notify=notify
+    )
     notify(f"run directory: {run.path}")
     with run.lock():
         return _fit_and_record(run, config, exp, init_state(exp), [], on_eval, stop or StopRequest(), 0.0, extra_sinks)
 
 
 def _check_env(run: RunDir, force: bool, notify: Notify) -> None:
-    differences = env_differences(run.env(), current_env())
+    try:
+        saved = run.env()
+    except UsageError:
+        if not force:
+            raise
+        notify(f"{run.path.name}/env.json is damaged (--force: resuming without the environment check)")
+        return
+    differences = env_differences(saved, current_env())
     if differences:
         message = f"environment differs from {run.path.name}/env.json: " + "; ".join(differences)
         if not force:
@@ -234,42 +302,205 @@ def _check_env(run: RunDir, force: bool, notify: Notify) -> None:
         notify(message + " (--force: resuming anyway)")
 
 
-def _restore(run: RunDir, config: Config, notify: Notify):
-    """A locked run's experiment, newest valid checkpoint (or a fresh state), history trimmed to it, elapsed time."""
-    from grokkit.train import (
-        abstract_state,
-        init_state,
-        make_experiment,
-        state_from_arrays,
-        with_config_hyperparameters,
-    )
+RESTART_HINT = "'grokkit resume --restart' starts over from step 0 with the old files moved aside"
 
-    for leftover in remove_temp_files(run.checkpoints) + remove_temp_files(run.path):
-        notify(f"removed {leftover.name}, left by an interrupted write")
+
+@dataclass
+class _Plan:
+    """What resuming a run starts from, decided by reading its folder without changing anything."""
+
+    exp: Any
+    state: Any  # None: no checkpoint was ever completed, so training starts from step 0
+    history: list[dict[str, Any]]
+    elapsed: float
+    messages: list[str]
+
+
+def _plan_restore(run: RunDir, config: Config) -> _Plan:
+    """Read and check everything a resume needs; refuse (UsageError, nothing changed) rather than lose progress.
+
+    The newest checkpoint that loads is used (a damaged newer one is named and skipped). A checkpoint
+    made for another config (config.json edited, or one copied in from another run) is refused by name.
+    Starting from step 0 is allowed only when no checkpoint was ever completed.
+    """
+    from grokkit.train import abstract_state, make_experiment, state_from_arrays, with_config_hyperparameters
+
+    folder = run.checkpoints
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(
+            f"{folder} is not a folder, so the run's checkpoints cannot be read; put the checkpoints folder back, "
+            f"or {RESTART_HINT}",
+            option="RUN_DIR",
+        )
+    infos = list_checkpoints(folder)
+    for info in reversed(infos):  # any foreign checkpoint is refused, not only the one that would be loaded
+        try:
+            meta = read_sidecar(info)
+        except CheckpointError:
+            continue
+        mismatch = identity_mismatch(meta, config)
+        if mismatch:
+            raise UsageError(
+                f"{info.path} is not this run's checkpoint ({mismatch}): config.json was edited after training "
+                f"began or the checkpoint comes from another run; restore config.json or move the checkpoint out, "
+                f"or {RESTART_HINT}",
+                option="RUN_DIR",
+            )
     exp = make_experiment(config, split=run.split())
-    state, elapsed = None, 0.0
+    read = run.read_metrics()
+    torn = [read.bad_lines[-1]] if read.torn_last else []
+    damaged = [number for number in read.bad_lines if number not in torn]
+    if damaged:
+        raise UsageError(
+            f"{run.metrics_path} line {damaged[0]}: {read.problems[damaged[0]]} (bad lines: {damaged}); resume "
+            "rewrites metrics.jsonl and would drop them: fix or delete those lines first",
+            option="RUN_DIR",
+        )
+    messages = [f"{run.path.name}/metrics.jsonl: skipped unreadable line(s) {torn} (cut short)"] if torn else []
     template = abstract_state(exp)
-    for info in reversed(list_checkpoints(run.checkpoints)):
+    failures: list[str] = []
+    for info in reversed(infos):
         try:
             arrays, meta = load_checkpoint(info)
-            state = with_config_hyperparameters(state_from_arrays(template, arrays), config)
-            elapsed = float(meta.get("elapsed_s", 0.0))
-            break
+            state = state_from_arrays(template, arrays)
+            if int(state.step) != info.step:
+                raise ValueError(f"its step array says {int(state.step)}")
         except (CheckpointError, ValueError) as err:
-            notify(f"checkpoint {info.path.name} failed to load ({err}); falling back to the previous one")
-    if state is None:
-        notify(f"{run.path.name}: no valid checkpoint: starting again from step 0")
-        state = init_state(exp)
-    step = int(state.step)
-    if config.train.steps < step:
-        raise UsageError(f"the run is already at step {step}; pass a total of at least {step}", option="--steps")
-    read = run.read_metrics()
-    if read.bad_lines:
-        notify(f"{run.path.name}/metrics.jsonl: skipped unreadable line(s) {read.bad_lines}")
-    history = [r for r in read.records if r["step"] <= step]
-    run.rewrite_metrics(history)
-    run.save_config(config)
-    return exp, state, history, elapsed
+            failures.append(str(err) if isinstance(err, CheckpointError) else f"{info.path.name}: {err}")
+            messages.append(f"checkpoint {info.path.name} failed to load ({err}); falling back to the previous one")
+            continue
+        if "config_hash" not in meta:
+            messages.append(
+                f"checkpoint {info.path.name} predates run identities in checkpoints; accepted because its arrays "
+                "have the shapes config.json gives"
+            )
+        changes = hyperparameter_changes(meta, config)
+        if changes:
+            messages.append(f"config.json changes {changes} from step {info.step:,} on")
+        step = info.step
+        if config.train.steps < step:
+            raise UsageError(f"the run is already at step {step}; pass a total of at least {step}", option="--steps")
+        state = with_config_hyperparameters(state, config)
+        history = [r for r in read.records if r["step"] <= step]
+        return _Plan(exp, state, history, float(meta.get("elapsed_s", 0.0)), messages)
+    lost = _progress_without_checkpoint(run, config, infos, read.records)
+    if lost:
+        tried = "; ".join(failures) if failures else "none found"
+        raise UsageError(
+            f"{run.path}: no checkpoint can be loaded ({tried}), yet {lost}: starting from step 0 would overwrite "
+            f"that progress. Restore the checkpoints (each .npz with its .json sidecar), or {RESTART_HINT}",
+            option="RUN_DIR",
+        )
+    messages.append(f"{run.path.name}: no checkpoint was completed yet: starting again from step 0")
+    return _Plan(exp, None, [], 0.0, messages)
+
+
+def _progress_without_checkpoint(
+    run: RunDir, config: Config, infos: list[CheckpointInfo], records: list[dict[str, Any]]
+) -> str:
+    """Evidence that the run once completed a checkpoint that no longer loads ("" if it never did).
+
+    A run stopped before its first checkpoint has no sidecar at all, at most the one `.npz` whose
+    sidecar a kill prevented (at or before the first checkpoint step), and no metrics past that step.
+    """
+    first = config.train.checkpoint_every
+    reached = max((r["step"] for r in records), default=0)
+    sidecars = sorted(run.checkpoints.glob("step_*.json")) if run.checkpoints.is_dir() else []
+    if sidecars:
+        return f"{len(sidecars)} checkpoint sidecar(s) show completed checkpoints"
+    if len(infos) > 1:
+        return f"{len(infos)} checkpoint files show completed checkpoints"
+    if infos and (infos[0].step < reached or infos[0].step > first):
+        return f"{infos[0].path.name} lost its sidecar after the run had moved past it"
+    if reached > first:
+        return f"metrics.jsonl reaches step {reached:,}, past the first checkpoint (step {first:,})"
+    return ""
+
+
+def _restore(run: RunDir, config: Config, notify: Notify):
+    """A locked run's experiment, newest valid checkpoint (or a fresh state), history trimmed to it, elapsed time."""
+    from grokkit.train import init_state
+
+    plan = _plan_restore(run, config)
+    for message in plan.messages:
+        notify(message)
+    try:
+        for leftover in remove_temp_files(run.checkpoints) + remove_temp_files(run.path):
+            notify(f"removed {leftover.name}, left by an interrupted write")
+        if plan.state is None:
+            run.checkpoints.mkdir(exist_ok=True)
+        run.rewrite_metrics(plan.history)
+        run.save_config(config)
+    except OSError as err:
+        raise StorageError(f"cannot write in {run.path}: {err.strerror}; make the run folder writable") from None
+    state = init_state(plan.exp) if plan.state is None else plan.state
+    return plan.exp, state, plan.history, plan.elapsed
+
+
+def _config_describes_checkpoints(run: RunDir, config: Config) -> bool:
+    """Whether every readable checkpoint sidecar of the run was made under `config`'s identity."""
+    for info in list_checkpoints(run.checkpoints):
+        try:
+            if identity_mismatch(read_sidecar(info), config):
+                return False
+        except CheckpointError:
+            continue
+    return True
+
+
+ASIDE = "previous-"
+"""--restart moves a run's old progress into RUN/previous-<time>/."""
+
+
+def _start_over(run: RunDir, config: Config, notify: Notify):
+    """`resume --restart`: move checkpoints, metrics, summary, split and env aside; train config.json from step 0."""
+    import io
+    import shutil
+
+    import numpy as np
+
+    from grokkit.atomic import atomic_write_bytes, atomic_write_json
+    from grokkit.train import init_state, make_experiment
+
+    exp = make_experiment(config)  # the split config.json gives (the old split.npz is kept aside)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside, suffix = run.path / f"{ASIDE}{stamp}", 1
+    while aside.exists() or aside.is_symlink():
+        suffix += 1
+        aside = run.path / f"{ASIDE}{stamp}-{suffix}"
+    moved = []
+    try:
+        aside.mkdir()
+        if _config_describes_checkpoints(run, config):  # then the folder aside is a run report can read
+            shutil.copy2(run.path / "config.json", aside / "config.json")
+        for name in ("checkpoints", "metrics.jsonl", "summary.json", "split.npz", "env.json"):
+            source = run.path / name
+            if source.exists() or source.is_symlink():
+                os.rename(source, aside / name)
+                moved.append(name)
+        buffer = io.BytesIO()
+        np.savez(buffer, train_idx=exp.split.train_idx, val_idx=exp.split.val_idx)
+        atomic_write_bytes(run.path / "split.npz", buffer.getvalue())
+        atomic_write_json(run.path / "env.json", current_env())
+        run.checkpoints.mkdir()
+        run.rewrite_metrics([])
+        run.save_config(config)
+    except OSError as err:
+        raise StorageError(
+            f"cannot start {run.path} over ({err.strerror}); what was moved so far is in {aside}"
+        ) from None
+    notify(f"--restart: moved {', '.join(moved) or 'nothing'} to {aside}; starting again from step 0")
+    return exp, init_state(exp), [], 0.0
+
+
+def _newest_loadable_step(run: RunDir) -> int | None:
+    for info in reversed(list_checkpoints(run.checkpoints)):
+        try:
+            load_checkpoint(info)
+        except (CheckpointError, ValueError):
+            continue
+        return info.step
+    return None
 
 
 def nothing_to_resume(run: RunDir, config: Config) -> str | None:
@@ -278,6 +509,8 @@ def nothing_to_resume(run: RunDir, config: Config) -> str | None:
     status, step = summary.get("status"), int(summary.get("step", 0) or 0)
     if status == RunStatus.diverged:
         return f"it diverged at step {step:,}; start a new run with a lower learning rate"
+    if _newest_loadable_step(run) != step:
+        return None  # its last checkpoint is damaged or missing: resuming redoes those steps
     if status == RunStatus.generalized and config.train.early_exit:
         return f"it exited early at step {step:,} with validation accuracy held >= 99%; --no-early-exit trains on"
     if status in FINISHED and step >= config.train.steps:
@@ -291,13 +524,19 @@ def resume_run(
     steps: int | None = None,
     early_exit: bool | None = None,
     force: bool = False,
+    restart: bool = False,
     on_eval: OnEval | None = None,
     notify: Notify = lambda message: None,
     stop: StopRequest | None = None,
     on_history: Callable[[list[dict[str, Any]]], None] = lambda history: None,
     extra_sinks: ExtraSinks = no_extra_sinks,
 ) -> RunResult:
-    """Continue a run from its newest valid checkpoint (or from step 0 if it has none)."""
+    """Continue a run from its newest valid checkpoint (or from step 0 if it never completed one).
+
+    Whatever keeps the run's progress from being restored (checkpoints that do not load, a checkpoint of
+    another config, damaged files) is refused with one line and nothing changed; `restart` starts over
+    from step 0 instead, with the old checkpoints, metrics, summary, split and env moved to RUN/previous-<time>/.
+    """
     run = RunDir.open(run_dir)
     config = run.config()
     train_cfg = config.train
@@ -309,9 +548,11 @@ def resume_run(
         raise UsageError(f"must be >= 1, got {train_cfg.steps}", option="--steps")
     config = dataclasses.replace(config, train=train_cfg)
     configure_jax()
-    _check_env(run, force, notify)
+    if not restart:
+        _check_env(run, force, notify)
+        _plan_restore(run, config)  # refuse before touching anything, the lock file included
     with run.lock():
-        exp, state, history, elapsed = _restore(run, config, notify)
+        exp, state, history, elapsed = (_start_over if restart else _restore)(run, config, notify)
         on_history(history)
         notify(f"resuming {run.path} from step {int(state.step):,} of {config.train.steps:,}")
         return _fit_and_record(run, config, exp, state, history, on_eval, stop or StopRequest(), elapsed, extra_sinks)
@@ -351,7 +592,8 @@ def start_sweep(
     from grokkit.sweep import create_sweep_dir
 
     configure_jax()
-    create_sweep_dir(sweep_dir, spec)
+    create_sweep_dir(sweep_dir, spec, notify)
+    _refuse_before_writing(Path(sweep_dir), spec, shard, force=False, steps=None)
     return _run_sweep(Path(sweep_dir), spec, shard, notify, on_group, stop or StopRequest(), force=False)
 
 
@@ -369,10 +611,28 @@ def resume_sweep(
     from grokkit.sweep import extend_sweep, open_sweep
 
     path, spec = open_sweep(sweep_dir)
+    configure_jax()
+    _refuse_before_writing(path, spec, shard, force=force, steps=steps)
     if steps is not None:
         spec = extend_sweep(path, spec, steps)
-    configure_jax()
     return _run_sweep(path, spec, shard, notify, on_group, stop or StopRequest(), force=force, steps=steps)
+
+
+def _refuse_before_writing(path: Path, spec, shard: tuple[int, int], force: bool, steps: int | None) -> None:
+    """Raise, before any member is created or restored, what `_run_sweep` would refuse for one of this
+    shard's members part way through (an environment that differs from a member's env.json), so a
+    refused command leaves the sweep folder as it was."""
+    from grokkit.sweep import shard_members
+
+    for grid_member in shard_members(spec.members(), shard):
+        if not (path / grid_member.name / "config.json").exists():
+            continue
+        run = RunDir.open(path / grid_member.name)
+        config = run.config()
+        if steps is not None:
+            config = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=steps))
+        if nothing_to_resume(run, config) is None:
+            _check_env(run, force, lambda message: None)
 
 
 def _run_sweep(
@@ -406,7 +666,7 @@ def _run_sweep(
             else:
                 config = grid_member.config
                 exp = make_experiment(config)
-                run = RunDir.create(member_path, config, env, exp.split, link_latest=False)
+                run = RunDir.create(member_path, config, env, exp.split, link_latest=False, notify=notify)
                 locks.enter_context(run.lock())
                 key = group_key(config)
                 init_fns.setdefault(key, make_init_fn(exp))

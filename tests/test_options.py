@@ -121,19 +121,42 @@ def test_runs_are_named_by_the_settings_their_task_uses(tmp_path):
     assert default_run_dir(parity, tmp_path).name.startswith("sparse-parity-n10-k2-s500-")
 
 
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    from grokkit.runner import start_run
+
+    path = tmp_path_factory.mktemp("finished") / "run"
+    start_run(resolve(None, TINY), path)
+    return path
+
+
 @pytest.mark.parametrize(
     ("status", "fragment"),
     [("generalized", "--no-early-exit"), ("finished", "--steps N"), ("diverged", "lower learning rate")],
 )
-def test_resume_of_a_run_with_nothing_left_to_do_says_why_and_changes_nothing(tmp_path, status, fragment):
-    from grokkit.data import split_dataset
+def test_resume_of_a_run_with_nothing_left_to_do_says_why_and_changes_nothing(finished_run, tmp_path, status, fragment):
+    import shutil
+
     from grokkit.rundir import RunDir
 
-    config = resolve(None, TINY)
-    run = RunDir.create(tmp_path / "r", config, {}, split_dataset(121, 0.5, 0), link_latest=False)
-    run.write_summary({"status": status, "step": 40})
-    before = {p.name: p.read_bytes() for p in run.path.iterdir() if p.is_file()}
+    run = RunDir.open(shutil.copytree(finished_run, tmp_path / "r", symlinks=True))
+    run.write_summary({**run.summary(), "status": status})
+    before = {p.relative_to(run.path): p.read_bytes() for p in run.path.rglob("*") if p.is_file()}
     result = runner.invoke(app, ["resume", str(run.path)])
     assert result.exit_code == 0, result.output
     assert "nothing to do" in result.stdout and fragment in result.stdout
-    assert {p.name: p.read_bytes() for p in run.path.iterdir() if p.is_file()} == before
+    assert {p.relative_to(run.path): p.read_bytes() for p in run.path.rglob("*") if p.is_file()} == before
+
+
+def test_resume_of_a_finished_run_whose_last_checkpoint_is_damaged_redoes_those_steps(finished_run, tmp_path):
+    import shutil
+
+    from grokkit.checkpoint import list_checkpoints
+    from grokkit.rundir import RunDir
+
+    run = RunDir.open(shutil.copytree(finished_run, tmp_path / "r", symlinks=True))
+    newest = list_checkpoints(run.checkpoints)[-1].path
+    newest.write_bytes(newest.read_bytes()[:-7])
+    result = runner.invoke(app, ["resume", str(run.path)])
+    assert result.exit_code == 0 and "nothing to do" not in result.stdout, result.output
+    assert run.read_metrics().records[-1]["step"] == 40

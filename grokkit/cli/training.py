@@ -138,7 +138,10 @@ def resume_command(**options: Any) -> None:
 
     metrics.jsonl is trimmed back to the checkpoint's step; a checkpoint that fails to
     load is named and the previous one used. A run stopped before its first checkpoint
-    starts again from step 0. Given a sweep folder, every unfinished member continues
+    starts again from step 0. Resume never destroys progress: if no checkpoint loads,
+    or one belongs to another config (config.json edited, or copied from another run),
+    it stops with one line and changes nothing; --restart starts over, keeping the old
+    files in RUN_DIR/previous-<time>/. Given a sweep folder, every unfinished member continues
     (members with a different step train in their own group). A run that already
     finished (its budget spent or its early exit taken) is left as it is, with the
     flag that would continue it: --steps for a larger budget, --no-early-exit to train
@@ -151,8 +154,10 @@ def resume_command(**options: Any) -> None:
     run_dir: Path = options["run_dir"]
     given = single_values(given_values(options, ["train.steps", "train.early_exit"]))
     steps, early_exit = given.get("train.steps"), given.get("train.early_exit")
-    force, shard = options["force"], options["shard"]
+    force, shard, restart = options["force"], options["shard"], options["restart"]
     if is_sweep(run_dir):
+        if restart:
+            raise UsageError("--restart applies to single runs; resume the member's folder instead", option="--restart")
         if early_exit is not None:
             raise UsageError("--early-exit applies to single runs; resume the member's folder instead")
         chosen = parse_shard(shard)
@@ -167,15 +172,21 @@ def resume_command(**options: Any) -> None:
         steps=config.train.steps if steps is None else steps,
         early_exit=config.train.early_exit if early_exit is None else early_exit,
     )
-    why = nothing_to_resume(run, dataclasses.replace(config, train=train))
+    why = None if restart else nothing_to_resume(run, dataclasses.replace(config, train=train))
     if why is not None:
-        stdout().print(f"nothing to do: {escape(str(run_dir))} is left as it is: {escape(why)}")
+        stdout().print(f"nothing to do: {escape(str(run_dir))} is left as it is: {escape(why)}", soft_wrap=True)
         return
     run_with_progress(
         stdout(),
         train,
         lambda **kw: resume_run(
-            run_dir, steps=steps, early_exit=early_exit, force=force, extra_sinks=wandb_sinks(options["wandb"]), **kw
+            run_dir,
+            steps=steps,
+            early_exit=early_exit,
+            force=force,
+            restart=restart,
+            extra_sinks=wandb_sinks(options["wandb"]),
+            **kw,
         ),
         resuming=True,
     )
@@ -203,6 +214,18 @@ resume_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
             inspect.Parameter.KEYWORD_ONLY,
             default=False,
             annotation=Annotated[bool, typer.Option(help="Resume even if versions or devices differ from env.json.")],
+        ),
+        inspect.Parameter(
+            "restart",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=False,
+            annotation=Annotated[
+                bool,
+                typer.Option(
+                    help="Start over from step 0 with config.json as it is; the old checkpoints, metrics, summary, "
+                    "split and env are moved to RUN_DIR/previous-<time>/, never deleted."
+                ),
+            ],
         ),
         inspect.Parameter(
             "shard",
