@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from grokkit.atomic import atomic_write_bytes
 from grokkit.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
 from grokkit.errors import UsageError
 from grokkit.models import Transformer
@@ -167,12 +169,16 @@ def write_figures(path: Path, result: Inspection, out_dir: Path) -> list[Path]:
     written: list[Path] = []
 
     def save(fig: Any, name: str) -> None:
+        # rendered in memory, then written as a new file in out_dir: a symlink or FIFO planted
+        # at `name` (a shared /tmp) is replaced or refused, never written through
         target = out_dir / name
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=150)
+        plt.close(fig)
         try:
-            fig.savefig(target, dpi=150)
+            atomic_write_bytes(target, buffer.getvalue())
         except OSError as err:
             raise UsageError(f"cannot write {target}: {err.strerror}", option="--png") from None
-        plt.close(fig)
         written.append(target)
 
     steps, spectra = spectra_over_training(path)

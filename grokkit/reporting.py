@@ -60,7 +60,7 @@ def _write(path: Path, payload: bytes, option: str) -> None:
     if path.is_dir():
         raise UsageError(f"{path} is a folder; give a file name", option=option)
     try:
-        atomic_write_bytes(path, payload)
+        atomic_write_bytes(path, payload, follow=True)  # a link is followed; a device or FIFO written as it is
     except OSError as err:
         raise UsageError(f"cannot write {path}: {err.strerror}", option=option) from None
 

@@ -6,16 +6,16 @@ import dataclasses
 import itertools
 import json
 import statistics
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from grokkit import __version__
-from grokkit.atomic import atomic_symlink, atomic_write_json
+from grokkit.atomic import atomic_write_json
 from grokkit.config import Config, coerce, field_kind, parse_text, validate, with_overrides
 from grokkit.errors import UsageError
-from grokkit.rundir import LATEST
+from grokkit.rundir import point_latest
 
 SWEEP_FILE = "sweep.json"
 SEED_KEYS = ("seed", "data.data_seed")
@@ -123,8 +123,11 @@ def is_sweep(path: Path) -> bool:
     return (Path(path) / SWEEP_FILE).is_file()
 
 
-def create_sweep_dir(path: Path, spec: SweepSpec) -> None:
-    """Make the sweep folder (or join it: shards of the same sweep share one folder); refuse a different sweep."""
+def create_sweep_dir(path: Path, spec: SweepSpec, notify: Callable[[str], None] = lambda message: None) -> None:
+    """Make the sweep folder (or join it: shards of the same sweep share one folder); refuse a different sweep.
+
+    `latest` beside it is pointed at it only where grokkit manages that link (`rundir.point_latest`).
+    """
     path = Path(path)
     wanted = {"grokkit": __version__, **spec.to_dict(), "members": [m.name for m in spec.members()]}
     if is_sweep(path):
@@ -140,11 +143,10 @@ def create_sweep_dir(path: Path, spec: SweepSpec) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path / SWEEP_FILE, wanted)
-        latest = path.parent / LATEST
-        if latest.is_symlink() or not latest.exists():
-            atomic_symlink(path.name, latest)
     except OSError as err:
         raise UsageError(f"cannot write sweep folder {path}: {err.strerror}", option="--run-dir") from None
+    if why := point_latest(path):
+        notify(why)
 
 
 def open_sweep(path: Path) -> tuple[Path, SweepSpec]:

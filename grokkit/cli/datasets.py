@@ -100,6 +100,6 @@ def _write_dataset(out: Path, dataset: Dataset, split: Split, fmt: DataFormat) -
     if out.is_dir():
         raise UsageError(f"{out} is a folder; give a file name", option="--out")
     try:
-        atomic_write_bytes(out, payload)
+        atomic_write_bytes(out, payload, follow=True)  # a link is followed; a device or FIFO written as it is
     except OSError as err:
         raise UsageError(f"cannot write {out}: {err.strerror}", option="--out") from None
