@@ -12,6 +12,7 @@ import json
 import os
 import re
 import time
+import zipfile
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from grokkit.atomic import atomic_write, atomic_write_json
+from grokkit.config import Config
 
 _NAME = re.compile(r"^step_(\d{9})\.npz$")
 PAUSE_ENV = "GROKKIT_TEST_CHECKPOINT_PAUSE"
@@ -77,24 +79,126 @@ def list_checkpoints(folder: Path) -> list[CheckpointInfo]:
     return sorted(found, key=lambda c: c.step)
 
 
+def read_sidecar(info: CheckpointInfo) -> dict[str, Any]:
+    """A checkpoint's sidecar, checked field by field (its checksum, step and identity)."""
+    name = info.sidecar.name
+    try:
+        meta = json.loads(_read_regular(info.sidecar))
+    except FileNotFoundError:
+        raise CheckpointError(f"{name}: missing sidecar") from None
+    except (OSError, ValueError, RecursionError) as err:
+        raise CheckpointError(f"{name}: unreadable sidecar ({err})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{name}: the sidecar must be a JSON object, got {type(meta).__name__}")
+    if not isinstance(meta.get("sha256"), str):
+        raise CheckpointError(f"{name}: sha256 must be a string, got {meta.get('sha256')!r}")
+    if meta.get("step", info.step) != info.step or isinstance(meta.get("step"), bool):
+        raise CheckpointError(f"{name}: step is {meta.get('step')!r}, but the file name says {info.step}")
+    elapsed = meta.get("elapsed_s", 0.0)
+    if not isinstance(elapsed, int | float) or isinstance(elapsed, bool) or not elapsed >= 0:
+        raise CheckpointError(f"{name}: elapsed_s must be a number >= 0, got {elapsed!r}")
+    for key in ("config_hash", "seed"):
+        if key in meta and not isinstance(meta[key], str if key == "config_hash" else int):
+            raise CheckpointError(f"{name}: {key} has the wrong type ({meta[key]!r})")
+    if "identity" in meta and not isinstance(meta["identity"], dict):
+        raise CheckpointError(f"{name}: identity must be a JSON object")
+    return meta
+
+
 def load_checkpoint(info: CheckpointInfo) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Strictly load one checkpoint: sidecar present, checksum matching, every array readable."""
+    """Strictly load one checkpoint: sidecar present and well-formed, checksum matching, every array readable."""
+    meta = read_sidecar(info)
     try:
-        meta = json.loads(info.sidecar.read_text())
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"{info.sidecar.name}: missing or unreadable sidecar ({err})") from None
-    try:
-        payload = info.path.read_bytes()
+        payload = _read_regular(info.path, binary=True)
     except OSError as err:
         raise CheckpointError(f"{info.path.name}: unreadable ({err})") from None
-    if hashlib.sha256(payload).hexdigest() != meta.get("sha256"):
+    if hashlib.sha256(payload).hexdigest() != meta["sha256"]:
         raise CheckpointError(f"{info.path.name}: checksum mismatch (truncated or corrupted)")
     try:
         with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, KeyError) as err:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, AttributeError, TypeError) as err:
         raise CheckpointError(f"{info.path.name}: not a valid .npz ({err})") from None
     return arrays, meta
+
+
+def _read_regular(path: Path, binary: bool = False) -> Any:
+    from grokkit.rundir import read_regular_file
+
+    return read_regular_file(path, binary)
+
+
+IDENTITY_EXEMPT = (
+    "preset",
+    "train.steps",
+    "train.early_exit",
+    "train.early_exit_window",
+    "train.eval_every",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+)
+"""Config keys a resume may change without the checkpoints stopping to be this run's: budget, cadence, labels."""
+HYPERPARAMETERS = ("lr", "wd", "beta1", "beta2", "momentum", "grokfast_alpha", "grokfast_lambda")
+"""The optimizer values kept in its state (grokkit.optim.INJECTED): config.json sets them on every resume,
+so they may be edited between resumes; a change is announced, never refused."""
+
+
+def run_identity(config: Config) -> dict[str, Any]:
+    """What makes a checkpoint belong to a run: every setting that shapes the trajectory (data, model,
+    optimizer structure, loss, seed), flattened to {"data.p": 97, ...}; budget, cadence and the
+    optimizer's hyperparameters are left out."""
+    flat = {
+        f"{section}.{key}" if isinstance(values, dict) else section: value
+        for section, values in config.to_dict().items()
+        for key, value in (values.items() if isinstance(values, dict) else [(None, values)])
+    }
+    flat["data.data_seed"] = config.data_seed
+    exempt = {*IDENTITY_EXEMPT, *(f"optim.{name}" for name in HYPERPARAMETERS)}
+    return {key: value for key, value in sorted(flat.items()) if key not in exempt}
+
+
+def config_hash(config: Config) -> str:
+    """A stable SHA-256 of `run_identity`."""
+    return hashlib.sha256(json.dumps(run_identity(config), sort_keys=True).encode()).hexdigest()
+
+
+def identity_meta(config: Config) -> dict[str, Any]:
+    """What every checkpoint's sidecar records about the run it belongs to."""
+    return {
+        "config_hash": config_hash(config),
+        "seed": config.seed,
+        "identity": run_identity(config),
+        "hyperparameters": {name: getattr(config.optim, name) for name in HYPERPARAMETERS},
+    }
+
+
+def identity_mismatch(meta: dict[str, Any], config: Config) -> str:
+    """How a sidecar's run differs from `config`'s, naming the fields ("" if it is the same run, or the sidecar
+    predates identities). A setting newer than the sidecar counts as matching while it has its default value."""
+    if "config_hash" not in meta or meta["config_hash"] == config_hash(config):
+        return ""
+    theirs = meta.get("identity")
+    if not isinstance(theirs, dict):
+        return f"config hash {meta['config_hash'][:12]} there, {config_hash(config)[:12]} in config.json"
+    ours, defaults = run_identity(config), run_identity(Config())
+    fields = [
+        f"{key} {theirs.get(key, defaults.get(key))!r} there, {ours.get(key)!r} in config.json"
+        for key in sorted(set(theirs) | set(ours))
+        if theirs.get(key, defaults.get(key)) != ours.get(key)
+    ]
+    return "; ".join(fields[:3]) + ("; ..." if len(fields) > 3 else "")
+
+
+def hyperparameter_changes(meta: dict[str, Any], config: Config) -> str:
+    """The optimizer hyperparameters config.json changes from the checkpoint's ("" if none or unknown)."""
+    stored = meta.get("hyperparameters")
+    theirs: dict[str, Any] = stored if isinstance(stored, dict) else {}
+    changes = [
+        f"optim.{name} {theirs[name]!r} -> {getattr(config.optim, name)!r}"
+        for name in HYPERPARAMETERS
+        if name in theirs and theirs[name] != getattr(config.optim, name)
+    ]
+    return ", ".join(changes)
 
 
 def remove_temp_files(folder: Path) -> list[Path]:

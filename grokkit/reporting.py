@@ -28,6 +28,7 @@ class LoadedRun:
     bad_lines: list[int]
     status: str
     report: dict[str, Any]
+    bad_detail: str = ""  # the bad metrics lines and what is wrong with the first, for the warning
 
     def as_json(self) -> dict[str, Any]:
         """The `report --json` object: stable names, null for steps that never happened."""
@@ -51,9 +52,8 @@ def load_run(path: Path, patience: int = DEFAULT_PATIENCE) -> LoadedRun:
     history = sorted(read.records, key=lambda r: r["step"])
     status = run.summary().get("status", "unknown")
     name = Path(path).name if Path(path).name != "latest" else run.path.name
-    return LoadedRun(
-        run.path, name, config, history, read.bad_lines, status, run_report(history, config.train.steps, patience)
-    )
+    report = run_report(history, config.train.steps, patience)
+    return LoadedRun(run.path, name, config, history, read.bad_lines, status, report, read.describe())
 
 
 def _write(path: Path, payload: bytes, option: str) -> None:

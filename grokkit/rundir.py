@@ -11,19 +11,22 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from grokkit.analysis import RunStatus
 from grokkit.atomic import append_line_durably, atomic_symlink, atomic_write_bytes, atomic_write_json, umask
-from grokkit.config import Config
-from grokkit.data import Split, task_label
+from grokkit.config import Config, config_keys, option_name, validate
+from grokkit.data import Split, input_space_size, task_label
 from grokkit.errors import UsageError
 
 LATEST = "latest"
@@ -155,6 +158,78 @@ def default_run_dir(config: Config, root: Path = Path("runs"), prefix: str = "")
 class MetricsRead:
     records: list[dict[str, Any]]
     bad_lines: list[int]  # 1-based line numbers that could not be parsed
+    problems: dict[int, str] = field(default_factory=dict)  # line number -> what is wrong with it
+    torn_last: bool = False  # the last line is cut short, as a write interrupted by a crash leaves it
+
+    def describe(self) -> str:
+        """The bad lines and what is wrong with the first of them, e.g. "[3, 7] (line 3: val_acc must be a number)"."""
+        if not self.bad_lines:
+            return ""
+        first = self.bad_lines[0]
+        return f"{self.bad_lines} (line {first}: {self.problems.get(first, 'unreadable')})"
+
+
+METRIC_NUMBERS = ("train_loss", "train_acc", "val_loss", "val_acc", "param_norm")
+"""Numbers every metrics record has (besides its step)."""
+OPTIONAL_NUMBERS = ("elapsed_s", "restricted_loss", "excluded_loss", "embed_gini")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def metrics_record_problem(record: Any) -> str:
+    """What is wrong with one parsed metrics.jsonl record, naming the field ("" if nothing)."""
+    if not isinstance(record, dict):
+        return f"must be a JSON object, got {_json_type(record)}"
+    if "step" not in record:
+        return "has no step"
+    if not _is_count(record["step"]):
+        return f"step must be an integer >= 0, got {record['step']!r}"
+    for name in METRIC_NUMBERS:
+        if name not in record:
+            return f"has no {name}"
+    for name in METRIC_NUMBERS + OPTIONAL_NUMBERS:
+        if name in record and not _is_number(record[name]):
+            return f"{name} must be a number, got {record[name]!r}"
+    norms = record.get("param_norms", {})
+    if not isinstance(norms, dict) or not all(_is_number(v) for v in norms.values()):
+        return "param_norms must be an object of numbers"
+    keys = record.get("key_frequencies", [])
+    if not isinstance(keys, list) or not all(_is_count(k) for k in keys):
+        return "key_frequencies must be a list of integers"
+    return ""
+
+
+def read_regular_file(path: Path, binary: bool = False) -> Any:
+    """A file's contents, refusing anything but a regular file (a FIFO would block, a device never end)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path.name} is not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            payload = f.read()
+    finally:
+        os.close(fd)
+    return payload if binary else payload.decode()
+
+
+def field_message(err: UsageError) -> str:
+    """A config error as "train.eval_every must be >= 1, got 0": the config key instead of its command-line flag."""
+    text = str(err)
+    if err.option:
+        keys = {option_name(key): key for key in config_keys()}
+        text = f"{keys.get(err.option, err.option)} {text.removeprefix(f'{err.option}: ')}"
+    return text
 
 
 @dataclass(frozen=True)
@@ -231,44 +306,130 @@ class RunDir:
             raise UsageError(f"{path} is not a grokkit run directory (no config.json)", option="RUN_DIR")
         return cls(path.resolve())
 
-    def config(self) -> Config:
+    def _damaged(self, name: str, detail: str, fix: str = "") -> UsageError:
+        """The one-line error for a file of this run whose contents are not what grokkit wrote."""
+        return UsageError(f"{self.path / name}: {detail}{'; ' + fix if fix else ''}", option="RUN_DIR")
+
+    def _read_json(self, name: str, fix: str = "") -> Any:
+        """A JSON file of the run, parsed; anything unreadable is a one-line error naming the file."""
         try:
-            return Config.from_dict(json.loads((self.path / "config.json").read_text()))
-        except (ValueError, TypeError) as err:
-            raise UsageError(f"{self.path / 'config.json'} is unreadable: {err}", option="RUN_DIR") from None
+            return json.loads(read_regular_file(self.path / name))
+        except OSError as err:
+            raise self._damaged(name, f"cannot be read ({err.strerror or err})", fix) from None
+        except UnicodeDecodeError:
+            raise self._damaged(name, "is not UTF-8 text", fix) from None
+        except (ValueError, RecursionError) as err:
+            raise self._damaged(name, f"is not valid JSON ({err})", fix) from None
+
+    def config(self) -> Config:
+        """config.json, converted and validated exactly like a new run's settings."""
+        raw = self._read_json("config.json")
+        if not isinstance(raw, dict):
+            raise self._damaged("config.json", f"must be a JSON object of settings, got {_json_type(raw)}")
+        try:
+            config = Config.from_dict(raw, label="")
+            validate(config)
+        except UsageError as err:
+            raise self._damaged("config.json", field_message(err)) from None
+        return config
 
     def save_config(self, config: Config) -> None:
         atomic_write_json(self.path / "config.json", config.to_dict())
 
     def env(self) -> dict[str, Any]:
-        try:
-            return json.loads((self.path / "env.json").read_text())
-        except (OSError, ValueError):
+        """env.json ({} if it is missing); a damaged one is an error naming the file."""
+        if not (self.path / "env.json").exists():
             return {}
+        raw = self._read_json("env.json", fix="restore it, or pass --force to resume without the environment check")
+        if not isinstance(raw, dict):
+            raise self._damaged(
+                "env.json",
+                f"must be a JSON object, got {_json_type(raw)}",
+                "restore it, or pass --force to resume without the environment check",
+            )
+        return raw
 
     def split(self) -> Split:
+        """split.npz, checked: two integer index arrays that partition the examples config.json describes."""
+        split = self._read_split()
+        config = self.config()
+        d = config.data
+        n_examples = input_space_size(d.task, d.p, d.n_bits, d.n_samples)
+        n_train = round(d.train_frac * n_examples)
+        stored = len(split.train_idx) + len(split.val_idx)
+        label = task_label(d.task, d.p, d.n_bits, d.k_bits, d.n_samples)
+        if stored != n_examples or len(split.train_idx) != n_train:
+            raise self._damaged(
+                "split.npz",
+                f"holds {len(split.train_idx)} train + {len(split.val_idx)} validation examples, but config.json "
+                f"describes {n_train} + {n_examples - n_train} ({label}, train_frac {d.train_frac:g})",
+                "config.json was edited or split.npz comes from another run; restore it, "
+                "or start over with 'grokkit resume --restart'",
+            )
+        every = np.concatenate([split.train_idx, split.val_idx])
+        if every.min() < 0 or every.max() >= n_examples or len(np.unique(every)) != n_examples:
+            raise self._damaged(
+                "split.npz",
+                f"train_idx and val_idx must share out each of the {n_examples} examples once",
+                "restore it, or start over with 'grokkit resume --restart'",
+            )
+        return split
+
+    def _read_split(self) -> Split:
+        fix = "restore it, or start over with 'grokkit resume --restart'"
         try:
-            with np.load(self.path / "split.npz", allow_pickle=False) as npz:
-                return Split(train_idx=npz["train_idx"], val_idx=npz["val_idx"])
-        except (OSError, ValueError, KeyError) as err:
-            raise UsageError(f"{self.path / 'split.npz'} is unreadable: {err}", option="RUN_DIR") from None
+            payload = read_regular_file(self.path / "split.npz", binary=True)
+        except OSError as err:
+            raise self._damaged("split.npz", f"cannot be read ({err.strerror or err})", fix) from None
+        arrays = {}
+        try:
+            with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
+                for key in ("train_idx", "val_idx"):
+                    if key not in npz.files:
+                        raise self._damaged("split.npz", f"has no {key} array", fix)
+                    arrays[key] = npz[key]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, AttributeError, TypeError) as err:
+            raise self._damaged("split.npz", f"is not a valid .npz archive ({err})", fix) from None
+        for key, value in arrays.items():
+            if value.ndim != 1 or not np.issubdtype(value.dtype, np.integer) or len(value) == 0:
+                raise self._damaged(
+                    "split.npz",
+                    f"{key} must be a non-empty 1-D array of integers, got {value.dtype}{list(value.shape)}",
+                    fix,
+                )
+        return Split(train_idx=arrays["train_idx"], val_idx=arrays["val_idx"])
 
     def read_metrics(self) -> MetricsRead:
-        """All parseable records; a torn last line (a crash mid-write) is reported, not fatal."""
+        """All valid records; a line that is not one (a torn last line, a wrong type) is reported, not fatal."""
         if not self.metrics_path.exists():
             return MetricsRead([], [])
-        records, bad = [], []
-        for number, line in enumerate(self.metrics_path.read_text().splitlines(), start=1):
+        try:
+            payload = read_regular_file(self.metrics_path, binary=True)
+        except OSError as err:
+            raise self._damaged("metrics.jsonl", f"cannot be read ({err.strerror or err})") from None
+        records: list[dict[str, Any]] = []
+        problems: dict[int, str] = {}
+        lines = payload.split(b"\n")
+        last = max((n for n, line in enumerate(lines, start=1) if line.strip()), default=0)
+        for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
-                if not isinstance(record, dict) or "step" not in record:
-                    raise ValueError
+                record = json.loads(line.decode())
+            except UnicodeDecodeError:
+                problems[number] = "not UTF-8 text"
+                continue
+            except (ValueError, RecursionError):
+                problems[number] = "cut short (an interrupted write)" if number == last else "not valid JSON"
+                continue
+            problem = metrics_record_problem(record)
+            if problem:
+                problems[number] = problem
+            else:
                 records.append(record)
-            except ValueError:
-                bad.append(number)
-        return MetricsRead(records, bad)
+        return MetricsRead(
+            records, sorted(problems), problems, torn_last=problems.get(last, "").startswith("cut short")
+        )
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         append_line_durably(self.metrics_path, json.dumps(record))
@@ -277,10 +438,21 @@ class RunDir:
         atomic_write_bytes(self.metrics_path, "".join(json.dumps(r) + "\n" for r in records).encode())
 
     def summary(self) -> dict[str, Any]:
-        try:
-            return json.loads((self.path / "summary.json").read_text())
-        except (OSError, ValueError):
+        """summary.json ({} if there is none yet); a damaged one is an error naming the file and field."""
+        if not (self.path / "summary.json").exists():
             return {}
+        fix = "delete it: resume writes it again"
+        raw = self._read_json("summary.json", fix)
+        if not isinstance(raw, dict):
+            raise self._damaged("summary.json", f"must be a JSON object, got {_json_type(raw)}", fix)
+        statuses = [s.value for s in RunStatus]
+        if "status" in raw and raw["status"] not in statuses:
+            raise self._damaged(
+                "summary.json", f"status must be one of {', '.join(statuses)}, got {raw['status']!r}", fix
+            )
+        if "step" in raw and not _is_count(raw["step"]):
+            raise self._damaged("summary.json", f"step must be an integer >= 0, got {raw['step']!r}", fix)
+        return raw
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_json(self.path / "summary.json", summary)
@@ -291,7 +463,13 @@ class RunDir:
 
         The kernel drops the lock when its process dies, so a stale lock never blocks.
         """
-        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise UsageError(
+                f"cannot lock {self.path} ({err.strerror}): training writes into the run folder; "
+                "make it writable (chmod -R u+w) or copy it somewhere writable"
+            ) from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -15,7 +15,7 @@ from grokkit import __version__
 from grokkit.atomic import atomic_write_json
 from grokkit.config import Config, coerce, field_kind, parse_text, validate, with_overrides
 from grokkit.errors import UsageError
-from grokkit.rundir import point_latest
+from grokkit.rundir import field_message, point_latest, read_regular_file
 
 SWEEP_FILE = "sweep.json"
 SEED_KEYS = ("seed", "data.data_seed")
@@ -150,13 +150,43 @@ def create_sweep_dir(path: Path, spec: SweepSpec, notify: Callable[[str], None] 
 
 
 def open_sweep(path: Path) -> tuple[Path, SweepSpec]:
-    """The sweep folder (a `latest` link resolved) and its spec."""
+    """The sweep folder (a `latest` link resolved) and its spec, checked like the options of a new sweep."""
     path = Path(path).resolve()
+    file = path / SWEEP_FILE
+
+    def damaged(detail: str) -> UsageError:
+        return UsageError(f"{file}: {detail}", option="SWEEP_DIR")
+
     try:
-        raw = json.loads((path / SWEEP_FILE).read_text())
-        return path, SweepSpec.from_dict(raw)
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise UsageError(f"{path / SWEEP_FILE} is unreadable: {err}", option="SWEEP_DIR") from None
+        raw = json.loads(read_regular_file(file))
+    except OSError as err:
+        raise damaged(f"cannot be read ({err.strerror or err})") from None
+    except UnicodeDecodeError:
+        raise damaged("is not UTF-8 text") from None
+    except (ValueError, RecursionError) as err:
+        raise damaged(f"is not valid JSON ({err})") from None
+    if not isinstance(raw, dict):
+        raise damaged(f"must be a JSON object, got {type(raw).__name__}")
+    if not isinstance(raw.get("base"), dict):
+        raise damaged("base must be a JSON object of settings")
+    axes = raw.get("axes")
+    if not isinstance(axes, dict):
+        raise damaged("axes must be a JSON object of value lists")
+    for key, values in axes.items():
+        if not isinstance(values, list) or not values:
+            raise damaged(f"axes.{key} must be a non-empty list of values")
+    try:
+        spec = SweepSpec(
+            Config.from_dict(raw["base"], label=""),
+            {key: [coerce(key, v, label=f"axes.{key}") for v in values] for key, values in axes.items()},
+        )
+        validate(spec.base)
+        names = [member.name for member in spec.members()]
+    except UsageError as err:
+        raise damaged(field_message(err)) from None
+    if len(set(names)) != len(names):
+        raise damaged("axes list a value twice")
+    return path, spec
 
 
 def extend_sweep(path: Path, spec: SweepSpec, steps: int) -> SweepSpec:

@@ -63,7 +63,7 @@ def report_command(
         if run.bad_lines:
             errors.print(
                 f"[yellow]warning:[/] {escape(str(run.path))}/metrics.jsonl: skipped unreadable line(s) "
-                f"{escape(str(run.bad_lines))}"
+                f"{escape(run.bad_detail or str(run.bad_lines))}"
             )
         if not run.history:
             errors.print(f"[yellow]warning:[/] {escape(str(run.path))}: no evaluations recorded yet")
