@@ -471,13 +471,27 @@ class RunDir:
                 "make it writable (chmod -R u+w) or copy it somewhere writable"
             ) from None
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
-                raise UsageError(f"{self.path} is in use by pid {owner}; wait for it or stop it") from None
+            self._take_lock(fd)
             os.ftruncate(fd, 0)
             os.pwrite(fd, str(os.getpid()).encode(), 0)
             yield self
         finally:
             os.close(fd)
+
+    def _take_lock(self, fd: int) -> None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+            raise UsageError(f"{self.path} is in use by pid {owner}; wait for it or stop it") from None
+
+    def refuse_if_in_use(self) -> None:
+        """Raise `lock`'s error if another process holds the run, without writing anything (not even the lock file)."""
+        try:
+            fd = os.open(self.path / ".lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return  # no lock file (nobody has locked it yet) or unreadable: `lock` decides
+        try:
+            self._take_lock(fd)
+        finally:
+            os.close(fd)  # closing drops the probe's lock

@@ -550,6 +550,7 @@ def resume_run(
     configure_jax()
     if not restart:
         _check_env(run, force, notify)
+        run.refuse_if_in_use()  # a run being trained changes under a reader: the owner is the news
         _plan_restore(run, config)  # refuse before touching anything, the lock file included
     with run.lock():
         exp, state, history, elapsed = (_start_over if restart else _restore)(run, config, notify)
