@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -12,8 +13,73 @@ from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any
 
-from grokkit.data import get_task, input_space_size, validate_task_params
+from grokkit.data import MAX_EXAMPLES, MAX_P, brief, get_task, input_space_size, task_shape, validate_task_params
 from grokkit.errors import UsageError
+
+INT32_MAX = 2**31 - 1
+"""Seeds and step counts become int32 (jax.random.PRNGKey(jnp.int32(seed)), TrainState.step)."""
+FLOAT32_MAX = 3.4028234663852886e38
+"""Hyperparameters become float32 (optax.inject_hyperparams, the init scale)."""
+MAX_WIDTH = 2**20
+"""Largest single model dimension (d-model, d-mlp, width, heads); the parameter count is bounded too."""
+MAX_LAYERS = 64
+"""Most transformer layers or MLP hidden layers: each is compiled on its own."""
+MAX_PARAMETERS = 1_000_000_000
+"""Most model parameters (4 GB of float32 weights, three times that with AdamW's state); the same bound holds
+for Grokfast-MA's window of past gradients."""
+MAX_NAME = 100
+"""Longest task or preset name we look up."""
+MAX_CONFIG_BYTES = 100_000
+"""Largest TOML config file we read (a config is a few hundred bytes)."""
+MAX_CONFIG_DOTS = 1_000
+"""Most dots outside strings and comments in a config file: dotted keys and decimal points. A key of n parts
+costs tomllib O(n^2) time (50,000 parts: 30 s), and a config has a dozen numbers and a few tables."""
+_STRINGS_AND_COMMENTS = re.compile(
+    r'"""(?:[^\\]|\\[\s\S])*?(?:"""|\Z)|\'\'\'[\s\S]*?(?:\'\'\'|\Z)|"(?:[^"\\\n]|\\.)*"?|\'[^\'\n]*\'?|#[^\n]*'
+)
+"""TOML strings (closed or not: never a failed match, so linear time) and comments."""
+
+_STEPS = "step counts are int32"
+_SEEDS = "seeds are int32"
+_SHAPE = "array dimension"
+INT_BOUNDS: dict[str, tuple[int | None, int, str]] = {
+    # key: (lowest, highest, why the highest); a lower bound of None is checked where it depends on the task
+    "seed": (0, INT32_MAX, _SEEDS),
+    "data.data_seed": (0, INT32_MAX, _SEEDS),
+    "data.p": (None, MAX_P, f"a larger p gives p * p examples, over the limit of {MAX_EXAMPLES:,}"),
+    "data.n_bits": (None, 62, "bits of an int64"),
+    "data.k_bits": (None, 62, "bits of an int64"),
+    "data.n_samples": (None, MAX_EXAMPLES, "the example limit"),
+    "model.layers": (1, MAX_LAYERS, "each layer is compiled"),
+    "model.depth": (1, MAX_LAYERS, "each layer is compiled"),
+    "model.d_model": (1, MAX_WIDTH, _SHAPE),
+    "model.heads": (1, MAX_WIDTH, _SHAPE),
+    "model.d_mlp": (1, MAX_WIDTH, _SHAPE),
+    "model.width": (1, MAX_WIDTH, _SHAPE),
+    "optim.warmup": (0, INT32_MAX, _STEPS),
+    "optim.batch_size": (1, MAX_EXAMPLES, "the example limit"),
+    "optim.grokfast_window": (1, INT32_MAX, _SHAPE),
+    "train.steps": (1, INT32_MAX, _STEPS),
+    "train.eval_every": (1, INT32_MAX, _STEPS),
+    "train.checkpoint_every": (1, INT32_MAX, _STEPS),
+    "train.keep_checkpoints": (1, INT32_MAX, "int32"),
+    "train.early_exit_window": (0, INT32_MAX, _STEPS),
+}
+"""The accepted range of every integer setting, checked whenever a value enters a config (`coerce`)."""
+
+FLOAT_BOUNDS: dict[str, tuple[float, bool, float | None, str]] = {
+    # key: (lowest, lowest excluded, highest (excluded) or None, the rule in words)
+    "data.train_frac": (0.0, True, 1.0, "strictly between 0 and 1"),
+    "model.init_scale": (0.0, True, None, "> 0"),
+    "optim.lr": (0.0, True, None, "> 0"),
+    "optim.wd": (0.0, False, None, ">= 0"),
+    "optim.beta1": (0.0, False, 1.0, "in [0, 1)"),
+    "optim.beta2": (0.0, False, 1.0, "in [0, 1)"),
+    "optim.momentum": (0.0, False, 1.0, "in [0, 1)"),
+    "optim.grokfast_alpha": (0.0, False, 1.0, "in [0, 1)"),
+    "optim.grokfast_lambda": (0.0, False, None, ">= 0"),
+}
+"""The accepted range of every number setting; every one must also be a finite float32."""
 
 
 class ModelKind(StrEnum):
@@ -174,12 +240,13 @@ def field_hint(key: str) -> Any:
     """The type annotation of the field a config key names; unknown keys are a UsageError."""
     section, _, name = key.rpartition(".")
     if section and section not in _SECTIONS:
-        raise UsageError(f"unknown config section '{section}'")
+        raise UsageError(f"unknown config section {brief(section)}")
     owner = _SECTIONS[section] if section else Config
     hints = typing.get_type_hints(owner)
     known = [f.name for f in dataclasses.fields(owner) if section or f.name not in _SECTIONS]
     if name not in known:
-        raise UsageError(f"unknown config key '{key}'{_closest(name, known, section + '.' if section else '')}")
+        hint = _closest(name, known, section + "." if section else "") if len(name) <= MAX_NAME else ""
+        raise UsageError(f"unknown config key {brief(key)}{hint}")
     return hints[name]
 
 
@@ -193,13 +260,61 @@ def _kind_name(kind: type) -> str:
     return ", ".join(m.value for m in kind) if issubclass(kind, Enum) else kind.__name__
 
 
+def describe(value: Any) -> str:
+    """A value as an error message shows it: short, on one line, whatever its size or depth."""
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return f"an array of {len(value)} values"
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return brief(value)
+    return brief(repr(value)).strip("'\"")
+
+
+def field_problem(key: str, value: Any) -> str | None:
+    """What is wrong with a typed value of one setting on its own ("must be >= 1, got 0"), or None."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, float):
+        if not (math.isfinite(value) and abs(value) <= FLOAT32_MAX):
+            extra = "" if not math.isfinite(value) else f" (float32: at most {FLOAT32_MAX:.4g} in size)"
+            return f"must be a finite number{extra}, got {value}"
+        if key in FLOAT_BOUNDS:
+            low, low_open, high, rule = FLOAT_BOUNDS[key]
+            if value < low or (low_open and value == low) or (high is not None and value >= high):
+                return f"must be {rule}, got {value}"
+        return None
+    if isinstance(value, int) and key in INT_BOUNDS:
+        lowest, highest, why = INT_BOUNDS[key]
+        if lowest is not None and value < lowest:
+            return f"must be >= {lowest}, got {describe(value)}"
+        if value > highest:
+            return f"must be <= {highest} ({why}), got {describe(value)}"
+        return None
+    is_name = isinstance(value, str) and key in ("data.task", "preset")
+    if is_name and (len(value) > MAX_NAME or not value.isprintable()):
+        return f"must be a name of at most {MAX_NAME} printable characters, got {describe(value)}"
+    return None
+
+
+def _check(key: str, value: Any, label: str | None) -> Any:
+    problem = field_problem(key, value)
+    if problem is None:
+        return value
+    if label is None:
+        raise UsageError(problem, option=option_name(key))
+    raise UsageError(f"{label} {problem}")
+
+
 def coerce(key: str, value: Any, label: str | None = None) -> Any:
     """The one conversion into a config field's type, for TOML, JSON, presets, sweep axes and parsed flags.
 
     Values must already have the field's type (a choice may be its name); a batch size of 0
-    means full batch, since TOML and the command line have no null.
+    means full batch, since TOML and the command line have no null. Each value is then
+    checked against its own range (`field_problem`): what depends on other settings is
+    left to `validate`. Range errors name `label` (TOML and JSON keys), or the option.
     """
-    label = label or key
+    shown = label or key
     optional = type(None) in typing.get_args(field_hint(key))
     kind = field_kind(key)
     if key == "optim.batch_size" and value == 0 and not isinstance(value, bool):
@@ -207,20 +322,26 @@ def coerce(key: str, value: Any, label: str | None = None) -> Any:
     if value is None and optional:
         return None
     if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
-        if kind is float and isinstance(value, float) and not math.isfinite(value):
-            raise UsageError(f"{label} must be a finite number, got {value}")
-        return value
+        return _check(key, value, label)
     if issubclass(kind, Enum):
         if isinstance(value, str) and value in {m.value for m in kind}:
             return kind(value)
-        raise UsageError(f"{label} must be one of {_kind_name(kind)}, got {value!r}")
+        raise UsageError(f"{shown} must be one of {_kind_name(kind)}, got {describe(value)}")
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    raise UsageError(f"{label} must be {kind.__name__}, got {value!r}")
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        return _check(key, number, label)
+    raise UsageError(f"{shown} must be {kind.__name__}, got {describe(value)}")
 
 
 def parse_text(key: str, text: str, label: str | None = None) -> Any:
-    """A command-line value for a config field: numbers, on/off words, choices; then `coerce`."""
+    """A command-line value for a config field: numbers, on/off words, choices; then `coerce`.
+
+    Numbers are written in ASCII as Python and TOML write them (`1000`, `1_000`, `3e-3`, `nan` and
+    `inf` are numbers that `coerce` then refuses); other digits (`٣`) are refused.
+    """
     label = label or option_name(key)
     kind = field_kind(key)
     item = text.strip()
@@ -229,15 +350,18 @@ def parse_text(key: str, text: str, label: str | None = None) -> Any:
             if item.lower() not in TRUE_WORDS + FALSE_WORDS:
                 raise ValueError
             value: Any = item.lower() in TRUE_WORDS
+        elif kind in (int, float) and not item.isascii():
+            raise ValueError
         else:
             value = kind(item)
     except ValueError:
         expected = "/".join(TRUE_WORDS[:2]) if kind is bool else _kind_name(kind)
-        raise UsageError(f"'{item}' is not a valid value (expected {expected})", option=label) from None
+        expected += "" if item.isascii() else ", written in ASCII digits"
+        raise UsageError(f"{brief(item)} is not a valid value (expected {expected})", option=label) from None
     try:
         return coerce(key, value, label=label)
     except UsageError as err:
-        raise UsageError(str(err).removeprefix(f"{label} "), option=label) from None
+        raise UsageError(str(err).removeprefix(f"{label}: ").removeprefix(f"{label} "), option=label) from None
 
 
 def overrides_from_mapping(raw: Any, label: str = "config") -> dict[str, Any]:
@@ -257,16 +381,40 @@ def overrides_from_mapping(raw: Any, label: str = "config") -> dict[str, Any]:
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a TOML config file into checked overrides (see `overrides_from_mapping`)."""
+    """Read a TOML config file into checked overrides (see `overrides_from_mapping`).
+
+    Every problem is one UsageError naming the file (and the field, where there is one):
+    unreadable, too large, not UTF-8, not TOML (nesting too deep included), wrong types, out of range.
+    """
     try:
         with open(path, "rb") as f:
-            raw = tomllib.load(f)
+            data = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as err:
-        raise UsageError(f"cannot read {path}: {err.strerror}", option="--config") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as err:
-        raise UsageError(f"{path} is not valid TOML: {err}", option="--config") from None
+        raise UsageError(f"cannot read {path}: {err.strerror or err}", option="--config") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise UsageError(f"{path} is over {MAX_CONFIG_BYTES:,} bytes; a config file is a few lines", option="--config")
     try:
-        return overrides_from_mapping(raw)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UsageError(f"{path} is not UTF-8 text (byte {err.start})", option="--config") from None
+    if (dots := _STRINGS_AND_COMMENTS.sub("", text).count(".")) > MAX_CONFIG_DOTS:
+        raise UsageError(
+            f"{path} has {dots:,} dotted keys and decimal points, over the limit of {MAX_CONFIG_DOTS:,} "
+            "(keys nested too deeply)",
+            option="--config",
+        )
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise UsageError(f"{path} is not valid TOML: {err}", option="--config") from None
+    except (RecursionError, MemoryError):
+        raise UsageError(f"{path} is not valid TOML: nested too deeply", option="--config") from None
+    except ValueError as err:  # a number Python will not convert (over 4,300 digits)
+        raise UsageError(
+            f"{path} holds a value that cannot be read: {str(err).split(';')[0]}", option="--config"
+        ) from None
+    try:
+        return overrides_from_mapping(raw, label="")
     except UsageError as err:
         raise UsageError(f"{path}: {err}", option="--config") from None
 
@@ -296,6 +444,9 @@ def resolve(preset: str | None = None, overrides: dict[str, Any] | None = None) 
     overrides.pop("preset", None)
     from grokkit.presets import get_preset
 
+    if preset is not None:
+        _check("preset", preset, "--preset:")
+
     config = Config()
     if preset is not None:
         config = with_overrides(config, {**get_preset(preset).overrides, "preset": preset})
@@ -309,17 +460,42 @@ def _require(condition: bool, option: str, message: str) -> None:
         raise UsageError(message, option=option)
 
 
+def field_values(config: Config) -> dict[str, Any]:
+    """{"section.field" (or "seed"): value} for every setting of a config."""
+    values: dict[str, Any] = {}
+    for key in config_keys():
+        value: Any = config
+        for part in key.split("."):
+            value = getattr(value, part)
+        values[key] = value
+    return values
+
+
+def parameter_count(config: Config) -> int:
+    """The number of model parameters a config builds (see grokkit.models), computed without building it."""
+    d, m = config.data, config.model
+    vocab, seq_len, classes = task_shape(d.task, d.p, d.n_bits)
+    if m.kind == ModelKind.transformer:
+        dm, norms = m.d_model, 2 * m.d_model if m.layer_norm else 0
+        block = 4 * dm * dm + 2 * dm * m.d_mlp + m.d_mlp + dm + 2 * norms
+        return (vocab + seq_len + classes) * dm + m.layers * block + norms
+    tables, bias = (seq_len - 1 if m.embed == Embed.concat else 1), int(m.bias)
+    hidden = (m.depth - 1) * (m.width * m.width + bias * m.width)
+    return tables * vocab * m.width + bias * m.width + hidden + m.width * classes + bias * classes
+
+
 def validate(config: Config) -> None:
-    """Raise a UsageError naming the option and the accepted range for any invalid value."""
+    """Raise a UsageError naming the option and the accepted range for any invalid value.
+
+    Each setting's own range first (`field_problem`: bounded, so nothing below loops over a huge
+    value), then the task's sizes, then the rules between settings, then the model's size.
+    """
     d, m, o, t = config.data, config.model, config.optim, config.train
-    for option, value in [("--train-frac", d.train_frac), ("--lr", o.lr), ("--wd", o.wd), ("--beta1", o.beta1),
-                          ("--beta2", o.beta2), ("--momentum", o.momentum), ("--init-scale", m.init_scale),
-                          ("--grokfast-alpha", o.grokfast_alpha),
-                          ("--grokfast-lambda", o.grokfast_lambda)]:  # fmt: skip
-        _require(math.isfinite(value), option, f"must be a finite number, got {value}")
+    for key, value in field_values(config).items():
+        problem = field_problem(key, value)
+        _require(problem is None, option_name(key), str(problem))
     get_task(d.task)
     validate_task_params(d.task, d.p, d.n_bits, d.k_bits, d.n_samples)
-    _require(0.0 < d.train_frac < 1.0, "--train-frac", f"must be strictly between 0 and 1, got {d.train_frac}")
     n_examples = input_space_size(d.task, d.p, d.n_bits, d.n_samples)
     n_train = round(d.train_frac * n_examples)
     _require(
@@ -327,38 +503,34 @@ def validate(config: Config) -> None:
         "--train-frac",
         f"{d.train_frac} of {n_examples} examples leaves an empty train or validation set",
     )
-    _require(config.seed >= 0, "--seed", f"must be >= 0, got {config.seed}")
-    _require(d.data_seed is None or d.data_seed >= 0, "--data-seed", f"must be >= 0, got {d.data_seed}")
-    for option, value in [("--layers", m.layers), ("--d-model", m.d_model), ("--heads", m.heads),
-                          ("--d-mlp", m.d_mlp), ("--width", m.width), ("--depth", m.depth)]:  # fmt: skip
-        _require(value >= 1, option, f"must be >= 1, got {value}")
     _require(
         m.d_model % m.heads == 0,
         "--heads",
         f"{m.heads} heads do not divide d_model={m.d_model}; use a divisor of {m.d_model}",
     )
-    _require(o.lr > 0, "--lr", f"must be > 0, got {o.lr}")
-    _require(o.wd >= 0, "--wd", f"must be >= 0, got {o.wd}")
-    _require(0 <= o.beta1 < 1, "--beta1", f"must be in [0, 1), got {o.beta1}")
-    _require(0 <= o.beta2 < 1, "--beta2", f"must be in [0, 1), got {o.beta2}")
-    _require(0 <= o.momentum < 1, "--momentum", f"must be in [0, 1), got {o.momentum}")
-    _require(m.init_scale > 0, "--init-scale", f"must be > 0, got {m.init_scale}")
-    _require(0 <= o.grokfast_alpha < 1, "--grokfast-alpha", f"must be in [0, 1), got {o.grokfast_alpha}")
-    _require(o.grokfast_lambda >= 0, "--grokfast-lambda", f"must be >= 0, got {o.grokfast_lambda}")
-    _require(o.grokfast_window >= 1, "--grokfast-window", f"must be >= 1, got {o.grokfast_window}")
-    _require(o.warmup >= 0, "--warmup", f"must be >= 0, got {o.warmup}")
     if o.batch_size is not None:
         _require(
             1 <= o.batch_size <= n_train,
             "--batch-size",
             f"must be in [1, {n_train}] (the train set has {n_train} examples), got {o.batch_size}",
         )
-    _require(t.steps >= 1, "--steps", f"must be >= 1, got {t.steps}")
-    _require(t.eval_every >= 1, "--eval-every", f"must be >= 1, got {t.eval_every}")
     _require(
-        t.checkpoint_every >= 1 and t.checkpoint_every % t.eval_every == 0,
+        t.checkpoint_every % t.eval_every == 0,
         "--checkpoint-every",
         f"must be a positive multiple of --eval-every={t.eval_every}, got {t.checkpoint_every}",
     )
-    _require(t.keep_checkpoints >= 1, "--keep-checkpoints", f"must be >= 1, got {t.keep_checkpoints}")
-    _require(t.early_exit_window >= 0, "--early-exit-window", f"must be >= 0, got {t.early_exit_window}")
+    n_params = parameter_count(config)
+    sizes = "--d-model, --d-mlp or --layers" if m.kind == ModelKind.transformer else "--width or --depth"
+    _require(
+        n_params <= MAX_PARAMETERS,
+        "--d-model" if m.kind == ModelKind.transformer else "--width",
+        f"the {m.kind.value} would have {n_params:,} parameters, over the limit of {MAX_PARAMETERS:,}; "
+        f"use a smaller {sizes}",
+    )
+    if o.grokfast == Grokfast.ma:
+        _require(
+            n_params * o.grokfast_window <= MAX_PARAMETERS,
+            "--grokfast-window",
+            f"Grokfast-MA keeps {o.grokfast_window:,} past gradients of {n_params:,} parameters, over the limit of "
+            f"{MAX_PARAMETERS:,} values; use a window <= {max(1, MAX_PARAMETERS // n_params):,}",
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,6 +14,21 @@ from grokkit.errors import UsageError
 
 MAX_EXAMPLES = 50_000_000
 """Largest input space we generate (int32 tokens: ~600 MB for 3 tokens per example)."""
+
+MAX_TOKENS = 3 * MAX_EXAMPLES
+"""Largest token array we generate: sparse parity's examples are n_bits + 1 tokens long."""
+
+MAX_P = math.isqrt(MAX_EXAMPLES)
+"""Largest modulus: p * p examples stay within MAX_EXAMPLES (7071)."""
+
+
+def brief(value: object, limit: int = 40) -> str:
+    """A value for an error message, never longer than about `limit` characters: a 400-digit number is
+    "a 400-digit number", a long text is cut with "..."."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**limit:
+        return f"a {len(str(abs(value)))}-digit {'negative ' if value < 0 else ''}number"
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -131,13 +147,13 @@ def get_task(name: str) -> Task:
     """Look up a task by name; unknown names raise a UsageError that suggests the closest."""
     if name in TASKS:
         return TASKS[name]
-    close = difflib.get_close_matches(name, TASKS, n=3, cutoff=0.4)
+    close = difflib.get_close_matches(name, TASKS, n=3, cutoff=0.4) if len(name) <= 100 else []
     hint = f"did you mean {', '.join(close)}?" if close else f"choose one of {', '.join(TASKS)}"
-    raise UsageError(f"unknown task '{name}': {hint}", option="--task")
+    raise UsageError(f"unknown task {brief(name)}: {hint}", option="--task")
 
 
 def is_prime(n: int) -> bool:
-    """Deterministic primality for the sizes we handle."""
+    """Deterministic primality by trial division: for the sizes we handle (p <= MAX_P), never unbounded input."""
     if n < 2:
         return False
     if n < 4:
@@ -191,6 +207,15 @@ def task_label(task: str, p: int, n_bits: int, k_bits: int, n_samples: int) -> s
     return "-".join([task, *(short[name] for name in task_parameters(task))])
 
 
+def task_shape(task: str, p: int, n_bits: int = 12) -> tuple[int, int, int]:
+    """(vocabulary size, sequence length, classes) of a task's examples, without generating them."""
+    family = get_task(task).family
+    if family == "parity":
+        return 3, n_bits + 1, 2
+    n_values = S5_ORDER if family == "s5" else p
+    return n_values + 1, 3, n_values
+
+
 def input_space_size(task: str, p: int, n_bits: int = 0, n_samples: int = 0) -> int:
     """Number of examples a task has, without generating them."""
     family = get_task(task).family
@@ -204,29 +229,32 @@ def input_space_size(task: str, p: int, n_bits: int = 0, n_samples: int = 0) -> 
 
 
 def validate_task_params(task: str, p: int, n_bits: int = 12, k_bits: int = 3, n_samples: int = 2000) -> Task:
-    """Check (task, p, parity sizes) and raise a UsageError that says what would be right."""
+    """Check (task, p, parity sizes) and raise a UsageError that says what would be right.
+
+    Sizes are checked before anything that loops over p (the primality test, the nearest prime).
+    """
     spec = get_task(task)
     if spec.family in ("modular", "rand"):
         if p < 2:
-            raise UsageError(f"p must be at least 2, got {p}", option="--p")
+            raise UsageError(f"p must be at least 2, got {brief(p)}", option="--p")
+        if p > MAX_P or input_space_size(task, p) > MAX_EXAMPLES:
+            size = f"{input_space_size(task, p):,} examples" if p <= MAX_EXAMPLES else "too many examples"
+            raise UsageError(
+                f"p={brief(p)} gives {size}, over the limit of {MAX_EXAMPLES:,}; use p <= {MAX_P}", option="--p"
+            )
         if spec.needs_prime and not is_prime(p):
             nearby = [q for q in range(max(2, p - 20), p + 20) if is_prime(q)]
             closest = min(nearby, key=lambda q: abs(q - p))
             raise UsageError(f"task '{task}' needs a prime p (division), got {p}; try {closest}", option="--p")
-        size = input_space_size(task, p)
-        if size > MAX_EXAMPLES:
-            raise UsageError(
-                f"p={p} gives {size:,} examples, over the limit of {MAX_EXAMPLES:,}; use p <= {int(MAX_EXAMPLES**0.5)}",
-                option="--p",
-            )
     if spec.family == "parity":
         if not 1 <= n_bits <= 62:
-            raise UsageError(f"n-bits must be in [1, 62], got {n_bits}", option="--n-bits")
+            raise UsageError(f"n-bits must be in [1, 62], got {brief(n_bits)}", option="--n-bits")
         if not 1 <= k_bits <= n_bits:
-            raise UsageError(f"k-bits must be in [1, n-bits={n_bits}], got {k_bits}", option="--k-bits")
-        if not 2 <= n_samples <= min(2**n_bits, MAX_EXAMPLES):
+            raise UsageError(f"k-bits must be in [1, n-bits={n_bits}], got {brief(k_bits)}", option="--k-bits")
+        most = min(2**n_bits, MAX_EXAMPLES, MAX_TOKENS // (n_bits + 1))
+        if not 2 <= n_samples <= most:
             raise UsageError(
-                f"n-samples must be in [2, {min(2**n_bits, MAX_EXAMPLES):,}] for {n_bits} bits, got {n_samples}",
+                f"n-samples must be in [2, {most:,}] for {n_bits} bits, got {brief(n_samples)}",
                 option="--n-samples",
             )
     return spec
@@ -259,9 +287,10 @@ def make_dataset(
 def _sparse_parity(n_bits: int, k_bits: int, n_samples: int, seed: int) -> Dataset:
     rng = np.random.default_rng([seed, n_bits, k_bits])
     codes = rng.choice(2**n_bits, size=n_samples, replace=False)
-    bits = (codes[:, None] >> np.arange(n_bits)) & 1  # [n, n_bits], bit i is column i
-    labels = bits[:, :k_bits].sum(axis=1) % 2
-    tokens = np.concatenate([bits, np.full((n_samples, 1), 2)], axis=1).astype(np.int32)
+    tokens = np.full((n_samples, n_bits + 1), 2, dtype=np.int32)  # bit i is column i; "=" (2) last
+    for i in range(n_bits):  # a column at a time: no [n, n_bits] int64 temporary
+        tokens[:, i] = (codes >> i) & 1
+    labels = tokens[:, :k_bits].sum(axis=1) % 2
     return Dataset("sparse-parity", tokens, labels.astype(np.int32), n_values=2, n_classes=2)
 
 

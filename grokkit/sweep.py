@@ -14,6 +14,7 @@ from typing import Any
 from grokkit import __version__
 from grokkit.atomic import atomic_write_json
 from grokkit.config import Config, coerce, field_kind, parse_text, validate, with_overrides
+from grokkit.data import brief
 from grokkit.errors import UsageError
 from grokkit.rundir import field_message, point_latest, read_regular_file
 
@@ -21,31 +22,49 @@ SWEEP_FILE = "sweep.json"
 SEED_KEYS = ("seed", "data.data_seed")
 
 
+MAX_MEMBERS = 10_000
+"""Most runs in one sweep (each is a folder of its own and a lane of the compiled program)."""
+
+
 def parse_values(key: str, text: str, option: str) -> list[Any]:
-    """A sweep option's values: a comma list ("0.3,0.4"), integer ranges "start:stop[:step]" (stop excluded)."""
+    """A sweep option's values: a comma list ("0.3,0.4"), integer ranges "start:stop[:step]" (stop excluded).
+
+    At most MAX_MEMBERS values, counted before any range is expanded.
+    """
     kind = field_kind(key)
     values: list[Any] = []
-    for item in (part.strip() for part in text.split(",")):
+    items = [part.strip() for part in text.split(",")]
+    if len(items) > MAX_MEMBERS:
+        raise UsageError(
+            f"lists {len(items):,} values, over the limit of {MAX_MEMBERS:,} runs in a sweep", option=option
+        )
+    for item in items:
         if not item:
-            raise UsageError(f"empty value in '{text}'; write a comma list like 1,2,3", option=option)
+            raise UsageError(f"empty value in {brief(text)}; write a comma list like 1,2,3", option=option)
         if ":" in item:
             if kind is not int:
                 raise UsageError(
-                    f"ranges like '{item}' work for integer options; list the values instead (e.g. 0.3,0.4,0.5)",
+                    f"ranges like {brief(item)} work for integer options; list the values instead (e.g. 0.3,0.4,0.5)",
                     option=option,
                 )
             try:
-                bounds = [int(b) for b in item.split(":")]
-                span = list(range(*bounds)) if len(bounds) in (2, 3) else None
+                bounds = [int(b) for b in item.split(":")] if item.isascii() else []
+                span = range(*bounds) if len(bounds) in (2, 3) else None
             except ValueError:
                 span = None
             if not span:
-                raise UsageError(f"'{item}' is not a non-empty range start:stop[:step] (stop excluded)", option=option)
-            values += span
+                raise UsageError(
+                    f"{brief(item)} is not a non-empty range start:stop[:step] (stop excluded)", option=option
+                )
+            if len(span[: MAX_MEMBERS + 1]) + len(values) > MAX_MEMBERS:
+                raise UsageError(
+                    f"{brief(item)} gives over {MAX_MEMBERS:,} values, the limit of runs in a sweep", option=option
+                )
+            values += list(span)
             continue
         values.append(parse_text(key, item, label=option))
     if len(set(values)) != len(values):
-        raise UsageError(f"'{text}' lists a value twice", option=option)
+        raise UsageError(f"{brief(text)} lists a value twice", option=option)
     return values
 
 

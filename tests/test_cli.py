@@ -149,7 +149,7 @@ BAD_TOML = {
     "bad-enum": ('[model]\nkind = "cnn"\n', ["model.kind must be one of transformer, mlp"]),
     "not-toml": ("steps = = 3\n", ["not valid TOML"]),
     "nan": ("[optim]\nlr = nan\n", ["finite"]),
-    "bad-value": ("[train]\nsteps = -5\n", ["--steps", ">= 1"]),
+    "bad-value": ("[train]\nsteps = -5\n", ["c.toml: train.steps must be >= 1, got -5"]),
 }
 
 

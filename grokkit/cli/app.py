@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 from collections.abc import Callable, Sequence
 from inspect import cleandoc
@@ -13,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
-from grokkit.cli.options import expand_switches
+from grokkit.cli.options import check_paths, expand_switches, path_labels
 from grokkit.errors import GrokkitError
 
 try:
@@ -97,9 +98,12 @@ def command(name: str, switches: bool = False) -> Callable[[F], F]:
     """Register a command: GrokkitErrors become one line on stderr and their exit code, never a traceback."""
 
     def register(function: F) -> F:
+        paths = path_labels(inspect.signature(function, eval_str=True))
+
         @functools.wraps(function)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
+                check_paths(kwargs, paths)
                 return function(*args, **kwargs)
             except GrokkitError as err:
                 print_error(str(err))

@@ -14,13 +14,13 @@ import typer
 
 from grokkit.cli.app import command, stdout
 from grokkit.cli.options import given_values, single_values, table_parameters
-from grokkit.data import Dataset, Split
+from grokkit.data import MAX_P, Dataset, Split
 from grokkit.errors import UsageError
 
 
 @command("tasks")
 def tasks_command(
-    p: Annotated[int, typer.Option(help="Modulus used for the example counts.", min=2)] = 97,
+    p: Annotated[int, typer.Option(help="Modulus used for the example counts.", min=2, max=MAX_P)] = 97,
 ) -> None:
     """List the algorithmic tasks: name, formula, input-space size and source paper."""
     from grokkit.render import tasks_table

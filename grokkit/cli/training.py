@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -101,7 +102,7 @@ def sweep_command(**options: Any) -> None:
     from grokkit.render import sweep_plan
     from grokkit.rundir import default_run_dir
     from grokkit.runner import start_sweep
-    from grokkit.sweep import SweepSpec, parse_shard, parse_values
+    from grokkit.sweep import MAX_MEMBERS, SweepSpec, parse_shard, parse_values
 
     shard = parse_shard(options["shard"])
     given = load_config_file(options["config_file"]) if options["config_file"] else {}
@@ -115,6 +116,8 @@ def sweep_command(**options: Any) -> None:
             given.pop(key, None)
             axes[key] = values
     base = resolve(options["preset"], given)
+    if (size := math.prod(len(values) for values in axes.values())) > MAX_MEMBERS:
+        raise UsageError(f"the grid has {size:,} members, over the limit of {MAX_MEMBERS:,} runs in a sweep")
     spec = SweepSpec(base, axes)
     members = spec.members()
     run_dir = options["run_dir"] or default_run_dir(base, prefix="sweep-")
