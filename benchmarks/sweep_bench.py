@@ -2,8 +2,10 @@
 
 Usage: python benchmarks/sweep_bench.py [--seeds 8] [--devices 1 2] [--config default|small] [--no-capacity] [--json]
 
---config small is the test suite's quick-grokking setup (p=41, d_model 64, 50% train): a model too
-small to keep 2 cores busy, where batching members is what pays.
+--config small is the test suite's quick-grokking setup (p=41, d_model 64, 50% train): short runs,
+where a sweep's savings (one start-up and compilation, finished members costing nothing) weigh most.
+On a CPU a sweep trains its members one after another (`group.vectorize_members`), vmapped elsewhere;
+benchmarks/sweep_modes.py compares the two ways in one process.
 
 Every figure is wall-clock of real `grokkit` processes (start-up, compilation and early exit
 included), each run in a fresh folder with a fresh compilation cache, one after the other.

@@ -1,4 +1,4 @@
-"""Many runs in one compiled program: grouping by array shapes, stacking members, sharding them over devices."""
+"""Many runs in one process: grouping by array shapes, then one member after another (CPU) or vmapped (accelerators)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from grokkit.config import Config, DataConfig, ModelConfig, OptimConfig
 from grokkit.data import input_space_size
 from grokkit.optim import INJECTED
-from grokkit.train import Batch, Data, Experiment, Lane, TrainState, make_chunk_fn, run_lanes
+from grokkit.train import Batch, Data, Experiment, Lane, OneByOne, TrainState, make_chunk_fn, run_lanes
 
 MEMBER_AXIS = "members"
 
@@ -84,19 +84,108 @@ def _place(tree: Any, axes: Any, mesh: Mesh, padding: int) -> Any:
     )
 
 
+def vectorize_members(backend: str | None = None) -> bool:
+    """THE rule for how a group's members train: vmapped in one program on an accelerator, one
+    after another on a CPU.
+
+    On a CPU one run already keeps the cores busy, so batching members buys no speed (README,
+    Sweeps), and vmap's batched matmuls sum in an order that depends on how many members the
+    program holds: a member would differ from its standalone run, and a resumed sweep (fewer
+    members left, regrouped) from the uninterrupted one. One after another, every member runs
+    `grokkit train`'s own compiled chunk, so it is bit-identical to a standalone run whatever the
+    group, its width, or where an interruption fell. On an accelerator, where one small run leaves
+    the device mostly idle, vmap is where a sweep's speed-up comes from; there members match a
+    standalone run to float tolerance.
+    """
+    return (backend or jax.default_backend()) != "cpu"
+
+
 def train_group(
     members: list[Member],
     *,
     devices: list[Any] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     on_chunk: Callable[[int, list[Lane]], None] = lambda step, lanes: None,
+    vectorize: bool | None = None,
 ) -> None:
-    """Train members that share a group key and a step, vmapped in one program, sharded over `devices`.
+    """Train members that share a group key and a step, in lock-step chunks, over `devices`.
+
+    `vectorize` (default: `vectorize_members()`) picks vmapped-in-one-program over one member after
+    another; see `vectorize_members` for why and where.
+    """
+    devices = devices or jax.local_devices()
+    if vectorize is None:
+        vectorize = vectorize_members()
+    if vectorize:
+        _train_vectorized(members, devices, should_stop, on_chunk)
+    else:
+        _train_one_by_one(members, devices, should_stop, on_chunk)
+
+
+def _member_data(exp: Experiment, device: Any, like: Data | None) -> Data:
+    """`exp`'s data on `device`, sharing the arrays equal to `like`'s (every example, the Fourier
+    directions: the same for most members) instead of holding a copy per member."""
+    data = exp.device_data()
+    if like is not None:
+        if jax.tree.all(jax.tree.map(np.array_equal, data.every, like.every)):
+            data = data._replace(every=like.every)
+        mine, theirs = data.directions, like.directions
+        if mine is not None and theirs is not None and np.array_equal(mine, theirs):
+            data = data._replace(directions=theirs)
+    return jax.device_put(data, device)
+
+
+def _train_one_by_one(
+    members: list[Member],
+    devices: list[Any],
+    should_stop: Callable[[], bool],
+    on_chunk: Callable[[int, list[Lane]], None],
+) -> None:
+    """Each member advanced by the single-run chunk in turn; member i lives on device i mod devices,
+    so members on different devices train at the same time. Finished members cost nothing."""
+    shared: dict[Any, Data] = {}  # the first member's data on each device
+    states, data = [], []
+    for i, member in enumerate(members):
+        device = devices[i % len(devices)]
+        data.append(_member_data(member.exp, device, shared.get(device)))
+        shared.setdefault(device, data[-1])
+        states.append(jax.device_put(member.state, device))
+    program = OneByOne(make_chunk_fn(members[0].exp), states, data)
+    run_lanes(members[0].exp, program, [m.lane for m in members], should_stop=should_stop, on_chunk=on_chunk)
+    for i, member in enumerate(members):
+        member.state = jax.device_get(program.state(i))
+
+
+class Vectorized:
+    """Members stacked on a leading axis, trained by one vmapped chunk (a `train.Program`)."""
+
+    def __init__(self, chunk: Any, state: TrainState, data: Data):
+        self.chunk, self.stacked, self.data = chunk, state, data
+        self._host: TrainState | None = None
+
+    def advance(self, active: list[int], n_steps: int) -> list[dict[str, Any]]:
+        self.stacked, metrics = self.chunk(self.stacked, self.data, n_steps)
+        self._host = None
+        metrics = jax.device_get(metrics)
+        return [jax.tree.map(lambda leaf, i=i: leaf[i], metrics) for i in active]
+
+    def state(self, i: int) -> TrainState:
+        if self._host is None:
+            self._host = jax.device_get(self.stacked)
+        return jax.tree.map(lambda leaf: leaf[i], self._host)
+
+
+def _train_vectorized(
+    members: list[Member],
+    devices: list[Any],
+    should_stop: Callable[[], bool],
+    on_chunk: Callable[[int, list[Lane]], None],
+) -> None:
+    """Every member vmapped in one program, the member axis sharded over `devices`.
 
     When half of the members still training have finished, the rest are restacked into a
     smaller program (one compile) so finished members stop costing compute.
     """
-    devices = devices or jax.local_devices()
     mesh = Mesh(np.array(devices), (MEMBER_AXIS,))
     exp = members[0].exp
     chunks: dict[Data, Any] = {}  # by vmap in_axes: after compaction the members left may share their data
@@ -105,11 +194,10 @@ def train_group(
         data, data_axes = stack_data(active)
         if data_axes not in chunks:
             chunks[data_axes] = make_chunk_fn(exp, data_axes)
-        chunk = chunks[data_axes]
         padding = -len(active) % len(devices)
         state = jax.tree.map(lambda *xs: np.stack(xs), *[jax.device_get(m.state) for m in active])
         state = _place(state, jax.tree.map(lambda _: 0, state), mesh, padding)
-        data = _place(data, data_axes, mesh, padding)
+        program = Vectorized(chunks[data_axes], state, _place(data, data_axes, mesh, padding))
         lanes = [m.lane for m in active]
         compact_below = len(active) // 2 if len(active) > 1 else 0
 
@@ -117,15 +205,11 @@ def train_group(
             return sum(lane.reason is None for lane in lanes) <= compact_below
 
         started = time.perf_counter()
-        state = run_lanes(
-            exp, chunk, state, data, lanes, batched=True, should_stop=should_stop, on_chunk=on_chunk,
-            pause=compact_due,
-        )  # fmt: skip
-        host = jax.device_get(state)
+        run_lanes(exp, program, lanes, should_stop=should_stop, on_chunk=on_chunk, pause=compact_due)
         still = []
         for i, member in enumerate(active):
             if member.lane.reason is None:
-                member.state = jax.tree.map(lambda leaf, i=i: leaf[i], host)
+                member.state = program.state(i)
                 member.lane.elapsed_before += time.perf_counter() - started
                 still.append(member)
         active = still

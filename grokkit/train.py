@@ -267,7 +267,7 @@ class RunSink:
 
 @dataclass
 class Lane:
-    """One run inside the training loop (alone, or one member of a vmapped group)."""
+    """One run inside the training loop (alone, or one member of a group)."""
 
     sink: Sink
     history: list[dict[str, Any]]
@@ -298,42 +298,63 @@ def eval_record(metrics: dict[str, Any], step: int, elapsed_s: float) -> dict[st
     return record
 
 
+class Program(Protocol):
+    """What `run_lanes` drives: the states of its lanes, advanced one compiled chunk at a time."""
+
+    def advance(self, active: list[int], n_steps: int) -> list[dict[str, Any]]:
+        """Train the lanes in `active` by `n_steps` steps, evaluate; their host metrics, in `active`'s order."""
+        ...
+
+    def state(self, i: int) -> TrainState:
+        """Lane i's current state (what a checkpoint saves)."""
+        ...
+
+
+class OneByOne:
+    """Every lane with its own state and data, advanced by the single-run chunk one lane after another.
+
+    Lane i's arithmetic is exactly a standalone run's: the same compiled program on the same
+    inputs, whatever the other lanes are or how many there are. All the lanes' chunks are
+    dispatched before any metrics are read, so lanes placed on different devices run at once.
+    """
+
+    def __init__(self, chunk: ChunkFn, states: list[TrainState], data: list[Data]):
+        self.chunk, self.states, self.data = chunk, list(states), list(data)
+
+    def advance(self, active: list[int], n_steps: int) -> list[dict[str, Any]]:
+        pending = []
+        for i in active:
+            self.states[i], metrics = self.chunk(self.states[i], self.data[i], n_steps)
+            pending.append(metrics)
+        return [jax.device_get(metrics) for metrics in pending]
+
+    def state(self, i: int) -> TrainState:
+        return self.states[i]
+
+
 def run_lanes(
     exp: Experiment,
-    chunk: ChunkFn,
-    state: TrainState,
-    data: Data,
+    program: Program,
     lanes: list[Lane],
     *,
-    batched: bool,
     should_stop: Callable[[], bool] = lambda: False,
     on_chunk: Callable[[int, list[Lane]], None] = lambda step, lanes: None,
     pause: Callable[[], bool] = lambda: False,
-) -> TrainState:
+) -> None:
     """Train every lane from their common step to the budget, an early exit, a stop request or NaN/Inf.
 
     Evaluations fall on multiples of `eval_every` and checkpoints on multiples of
     `checkpoint_every`, so an interrupted run resumes onto the same grid. A lane that turns
-    NaN/Inf stops before anything from the bad chunk is saved. With `batched`, lane i is
-    member i of the state's leading axis (members past the lanes are padding). Returns early,
-    with lanes still training, when `pause()` says so.
+    NaN/Inf stops before anything from the bad chunk is saved. Lane i is `program`'s lane i;
+    finished lanes are not advanced. Returns early, with lanes still training, when `pause()` says so.
     """
     cfg = exp.config.train
     start = time.perf_counter()
-    host_state: TrainState | None = None
-
-    def member(i: int) -> TrainState:
-        nonlocal host_state
-        if not batched:
-            return state
-        if host_state is None:
-            host_state = jax.device_get(state)
-        return jax.tree.map(lambda leaf: leaf[i], host_state)
 
     def finish(i: int, reason: Ending) -> None:
         lane = lanes[i]
         if lane.step != lane.last_saved:
-            lane.sink.on_checkpoint(member(i), lane.elapsed_before + time.perf_counter() - start)
+            lane.sink.on_checkpoint(program.state(i), lane.elapsed_before + time.perf_counter() - start)
             lane.last_saved = lane.step
         lane.reason = reason
         lane.sink.on_finish(reason)
@@ -346,21 +367,17 @@ def run_lanes(
                 finish(i, Ending.budget)
         active = [i for i, lane in enumerate(lanes) if lane.reason is None]
         if not active or pause():
-            return state
+            return
         if should_stop():
             for i in active:
                 finish(i, Ending.interrupted)
-            return state
+            return
         step = lanes[active[0]].step
         n_steps = min(cfg.eval_every - step % cfg.eval_every, cfg.steps - step)
-        state, metrics = chunk(state, data, n_steps)
-        host_state = None
-        metrics = jax.device_get(metrics)
-        for i in active:
+        for i, metrics in zip(active, program.advance(active, n_steps), strict=True):
             lane = lanes[i]
             lane.step += n_steps
-            mine = jax.tree.map(lambda leaf, i=i: leaf[i], metrics) if batched else metrics
-            record = eval_record(mine, lane.step, lane.elapsed_before + time.perf_counter() - start)
+            record = eval_record(metrics, lane.step, lane.elapsed_before + time.perf_counter() - start)
             bad = [k for k in METRIC_NAMES if not math.isfinite(record[k])]
             if bad:
                 kept = (
@@ -378,7 +395,7 @@ def run_lanes(
             lane.history.append(record)
             lane.sink.on_eval(record)
             if lane.step % cfg.checkpoint_every == 0:
-                lane.sink.on_checkpoint(member(i), record["elapsed_s"])
+                lane.sink.on_checkpoint(program.state(i), record["elapsed_s"])
                 lane.last_saved = lane.step
         on_chunk(lanes[active[0]].step, lanes)
 
@@ -399,7 +416,9 @@ def fit(
     step = int(state.step)
     lane = Lane(sink or RunSink(), list(history or []), step, elapsed_before, last_saved=step if step > 0 else None)
     start = time.perf_counter()
-    state = run_lanes(exp, make_chunk_fn(exp), state, exp.device_data(), [lane], batched=False, should_stop=should_stop)
+    program = OneByOne(make_chunk_fn(exp), [state], [exp.device_data()])
+    run_lanes(exp, program, [lane], should_stop=should_stop)
+    state = program.states[0]
     if lane.reason == Ending.diverged:
         raise TrainingDiverged(lane.error)
     assert lane.reason is not None  # without `pause`, run_lanes returns with every lane finished
