@@ -78,6 +78,9 @@ FLOAT_BOUNDS: dict[str, tuple[float, bool, float | None, str]] = {
     "optim.momentum": (0.0, False, 1.0, "in [0, 1)"),
     "optim.grokfast_alpha": (0.0, False, 1.0, "in [0, 1)"),
     "optim.grokfast_lambda": (0.0, False, None, ">= 0"),
+    "data.label_noise": (0.0, False, 1.0, "in [0, 1)"),
+    "data.train_subset": (0.0, True, None, "in (0, 1]"),
+    "optim.prune": (0.0, False, 1.0, "in [0, 1)"),
 }
 """The accepted range of every number setting; every one must also be a finite float32."""
 
@@ -135,6 +138,8 @@ class DataConfig:
     n_bits: int = 12  # sparse parity only
     k_bits: int = 3
     n_samples: int = 2000
+    label_noise: float = 0.0  # Doshi et al. 2024: this fraction of training labels replaced by another class
+    train_subset: float | None = None  # with train.init_from: train on this fraction of the source's train split
 
 
 @dataclass(frozen=True)
@@ -169,6 +174,10 @@ class OptimConfig:
     grokfast_alpha: float = 0.98  # EMA decay
     grokfast_lambda: float = 2.0  # amplification
     grokfast_window: int = 100  # MA window
+    prune: float = 0.0  # Minegishi et al. 2023: fraction of each weight matrix pruned by --mask-from's magnitudes
+    mask_from: str | None = None  # RUN@STEP whose weight magnitudes give the pruning mask (see grokkit.lineage)
+    mask_sha256: str | None = None  # that checkpoint's checksum, recorded when the run starts
+    mask_random: bool = False  # the control: prune the same count per tensor at random (drawn from the seed)
 
 
 @dataclass(frozen=True)
@@ -181,6 +190,9 @@ class TrainConfig:
     early_exit_window: int = 500  # stop after validation accuracy has stayed >= 99% this many steps
     loss: Loss = Loss.softmax
     loss_dtype: LossDtype = LossDtype.float32  # precision of the logits inside the loss (Prieto et al. 2025)
+    init_from: str | None = None  # RUN[@STEP]: start from another run's parameters (see grokkit.lineage)
+    init_optimizer: bool = False  # with init_from: also its optimizer state and step counter
+    init_sha256: str | None = None  # that checkpoint's checksum, recorded when the run starts
 
 
 @dataclass(frozen=True)
@@ -355,7 +367,7 @@ def parse_text(key: str, text: str, label: str | None = None) -> Any:
         else:
             value = kind(item)
     except ValueError:
-        expected = "/".join(TRUE_WORDS[:2]) if kind is bool else _kind_name(kind)
+        expected = "on or off" if kind is bool else _kind_name(kind)
         expected += "" if item.isascii() else ", written in ASCII digits"
         raise UsageError(f"{brief(item)} is not a valid value (expected {expected})", option=label) from None
     try:
@@ -518,6 +530,21 @@ def validate(config: Config) -> None:
         t.checkpoint_every % t.eval_every == 0,
         "--checkpoint-every",
         f"must be a positive multiple of --eval-every={t.eval_every}, got {t.checkpoint_every}",
+    )
+    _require(
+        d.train_subset is None or (d.train_subset <= 1.0 and t.init_from is not None),
+        "--train-subset",
+        f"must be in (0, 1], got {d.train_subset}"
+        if d.train_subset is not None and d.train_subset > 1.0
+        else "needs --init-from RUN[@STEP]: it is a fraction of the source run's training split",
+    )
+    _require(
+        o.prune == 0 or o.mask_from is not None, "--prune", "needs --mask-from RUN@STEP (the magnitudes to prune by)"
+    )
+    _require(
+        not t.init_optimizer or t.init_from is not None,
+        "--init-optimizer",
+        "needs --init-from RUN[@STEP]",
     )
     n_params = parameter_count(config)
     sizes = "--d-model, --d-mlp or --layers" if m.kind == ModelKind.transformer else "--width or --depth"

@@ -116,7 +116,7 @@ def inspect_run(path: Path, step: int | None = None) -> Inspection:
     keys = [int(k) + 1 for k in np.flatnonzero(np.asarray(mask))]
     directions = jnp.asarray(sum_directions(p, SUPPORTED_TASKS[config.data.task]))
     restricted, excluded = split_logits(logits, directions, mask)
-    train_idx = jnp.asarray(exp.split.train_idx)
+    train_idx = jnp.asarray(exp.train_idx)
     dominant, share = neuron_frequencies(np.asarray(hidden), p)
     return Inspection(
         run_name=run.path.name,

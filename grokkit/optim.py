@@ -45,7 +45,10 @@ def _chain(cfg: OptimConfig, lr, wd, beta1, beta2, momentum, grokfast_alpha, gro
         parts += [decay, optax.scale_by_adam(b1=beta1, b2=beta2, eps=1e-8)]
     else:
         parts += [decay, optax.trace(decay=momentum)]
-    return optax.chain(*parts, optax.scale_by_learning_rate(learning_rate(cfg, lr)))
+    parts.append(optax.scale_by_learning_rate(learning_rate(cfg, lr)))
+    if cfg.prune > 0:  # grokking tickets: the pruned weights' final updates (decay included) are zeroed
+        parts.append(keep_pruned())
+    return optax.chain(*parts)
 
 
 def learning_rate(cfg: OptimConfig, peak: float | jax.Array | None = None) -> optax.Schedule:
@@ -133,5 +136,22 @@ def decay_toward_init(wd: float) -> optax.GradientTransformation:
             raise ValueError("decay_toward_init needs the parameters")
         out = jax.tree.map(lambda u, w, w0: u + wd * (w - w0), updates, params, state.init_params)
         return out, state
+
+    return optax.GradientTransformation(init, update)
+
+
+class KeepPrunedState(NamedTuple):
+    keep_mask: optax.Params  # per leaf, 1 where the weight trains and 0 where it is pruned (set by grokkit.lineage)
+
+
+def keep_pruned() -> optax.GradientTransformation:
+    """Multiply every update by a fixed 0/1 mask kept in the state (all ones until grokkit.lineage sets it), so a
+    pruned weight never moves: as the last link of the chain it zeroes weight decay's pull too."""
+
+    def init(params):
+        return KeepPrunedState(jax.tree.map(jnp.ones_like, params))
+
+    def update(updates, state, params=None):
+        return jax.tree.map(lambda u, m: u * m, updates, state.keep_mask), state
 
     return optax.GradientTransformation(init, update)

@@ -171,7 +171,8 @@ class MetricsRead:
 
 METRIC_NUMBERS = ("train_loss", "train_acc", "val_loss", "val_acc", "param_norm")
 """Numbers every metrics record has (besides its step)."""
-OPTIONAL_NUMBERS = ("elapsed_s", "restricted_loss", "excluded_loss", "embed_gini")
+OPTIONAL_NUMBERS = ("elapsed_s", "restricted_loss", "excluded_loss", "embed_gini", "train_acc_clean",
+                    "train_acc_corrupted", "train_acc_corrupted_true")  # fmt: skip
 
 
 def _is_number(value: Any) -> bool:

@@ -273,17 +273,25 @@ def start_run(
     stop: StopRequest | None = None,
     extra_sinks: ExtraSinks = no_extra_sinks,
 ) -> RunResult:
-    """Create a run directory for `config` and train it from step 0."""
+    """Create a run directory for `config` and train it from step 0 (or, with --init-from and
+    --init-optimizer, from the source checkpoint's step; see grokkit.lineage)."""
     configure_jax()
-    from grokkit.train import init_state, make_experiment
+    from grokkit.lineage import initial_state, pin_sources, write_noise_file
+    from grokkit.train import make_experiment
 
+    config = pin_sources(config)
     exp = make_experiment(config)
+    state = initial_state(exp)
     run = RunDir.create(
         Path(run_dir) if run_dir else default_run_dir(config), config, current_env(), exp.split, notify=notify
     )
     notify(f"run directory: {run.path}")
     with run.lock():
-        return _fit_and_record(run, config, exp, init_state(exp), [], on_eval, stop or StopRequest(), 0.0, extra_sinks)
+        write_noise_file(run.path, exp)
+        sink = _DiskSink(run, config, [], None)
+        if config.train.init_from or config.optim.mask_from:  # from now on the run starts from its own checkpoints
+            sink.on_checkpoint(state, 0.0)
+        return _fit_and_record(run, config, exp, state, [], on_eval, stop or StopRequest(), 0.0, extra_sinks)
 
 
 def _check_env(run: RunDir, force: bool, notify: Notify) -> None:
@@ -419,7 +427,7 @@ def _progress_without_checkpoint(
 
 def _restore(run: RunDir, config: Config, notify: Notify):
     """A locked run's experiment, newest valid checkpoint (or a fresh state), history trimmed to it, elapsed time."""
-    from grokkit.train import init_state
+    from grokkit.lineage import initial_state
 
     plan = _plan_restore(run, config)
     for message in plan.messages:
@@ -433,7 +441,7 @@ def _restore(run: RunDir, config: Config, notify: Notify):
         run.save_config(config)
     except OSError as err:
         raise StorageError(f"cannot write in {run.path}: {err.strerror}; make the run folder writable") from None
-    state = init_state(plan.exp) if plan.state is None else plan.state
+    state = initial_state(plan.exp) if plan.state is None else plan.state
     return plan.exp, state, plan.history, plan.elapsed
 
 
@@ -460,9 +468,11 @@ def _start_over(run: RunDir, config: Config, notify: Notify):
     import numpy as np
 
     from grokkit.atomic import atomic_write_bytes, atomic_write_json
-    from grokkit.train import init_state, make_experiment
+    from grokkit.lineage import initial_state
+    from grokkit.train import make_experiment
 
     exp = make_experiment(config)  # the split config.json gives (the old split.npz is kept aside)
+    state = initial_state(exp)  # before anything moves: a source that is gone is refused with nothing changed
     stamp = time.strftime("%Y%m%d-%H%M%S")
     aside, suffix = run.path / f"{ASIDE}{stamp}", 1
     while aside.exists() or aside.is_symlink():
@@ -490,7 +500,9 @@ def _start_over(run: RunDir, config: Config, notify: Notify):
             f"cannot start {run.path} over ({err.strerror}); what was moved so far is in {aside}"
         ) from None
     notify(f"--restart: moved {', '.join(moved) or 'nothing'} to {aside}; starting again from step 0")
-    return exp, init_state(exp), [], 0.0
+    if config.train.init_from or config.optim.mask_from:  # as in start_run: its own first checkpoint
+        _DiskSink(run, config, [], None).on_checkpoint(state, 0.0)
+    return exp, state, [], 0.0
 
 
 def _newest_loadable_step(run: RunDir) -> int | None:
@@ -642,6 +654,7 @@ def _run_sweep(
     from contextlib import ExitStack
 
     from grokkit.group import Member, group_key, train_group
+    from grokkit.lineage import apply_lineage, pin_sources, write_noise_file
     from grokkit.sweep import shard_members
     from grokkit.train import Lane, make_experiment, make_init_fn
 
@@ -665,13 +678,16 @@ def _run_sweep(
                 locks.enter_context(run.lock())
                 exp, state, history, elapsed = _restore(run, config, notify)
             else:
-                config = grid_member.config
+                config = pin_sources(grid_member.config)
                 exp = make_experiment(config)
                 run = RunDir.create(member_path, config, env, exp.split, link_latest=False, notify=notify)
                 locks.enter_context(run.lock())
+                write_noise_file(run.path, exp)
                 key = group_key(config)
                 init_fns.setdefault(key, make_init_fn(exp))
-                state, history, elapsed = init_fns[key](config), [], 0.0
+                state, history, elapsed = apply_lineage(exp, init_fns[key](config)), [], 0.0
+                if config.train.init_from or config.optim.mask_from:
+                    _DiskSink(run, config, [], None).on_checkpoint(state, 0.0)
             step = int(state.step)
             lane = Lane(_DiskSink(run, config, history, None), list(history), step, elapsed,
                         last_saved=step if step > 0 else None)  # fmt: skip

@@ -6,7 +6,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from typing import Any, NamedTuple, Protocol
 
 import jax
@@ -24,6 +24,10 @@ from grokkit.optim import build_optimizer, hyperparameters
 from grokkit.progress import SUPPORTED_TASKS, progress_measures, sum_directions
 
 METRIC_NAMES = ("train_loss", "train_acc", "val_loss", "val_acc", "param_norm")
+NOISE_METRICS = ("train_acc_clean", "train_acc_corrupted", "train_acc_corrupted_true")
+"""With --label-noise: accuracy on the uncorrupted training examples, on the corrupted ones against the labels
+trained on (memorized noise; its fall is Doshi et al.'s forgetting), and on the corrupted ones against their
+true labels."""
 
 
 class TrainState(NamedTuple):
@@ -60,9 +64,24 @@ class Experiment:
         """The configured loss and the accuracy."""
         return loss_and_accuracy(logits_BC, labels_B, self.config.train.loss, self.config.train.loss_dtype)
 
+    @cached_property
+    def train_idx(self) -> np.ndarray:
+        """The examples trained on: the split's training examples, or --train-subset's part of them."""
+        from grokkit.lineage import subset_split
+
+        return subset_split(self.split, self.config).train_idx
+
+    @cached_property
+    def train_labels(self) -> tuple[np.ndarray, np.ndarray]:
+        """(the labels trained on, positions in `train_idx` whose label --label-noise replaced)."""
+        from grokkit.lineage import corrupt_labels
+
+        d, ds = self.config.data, self.dataset
+        return corrupt_labels(ds.labels[self.train_idx], ds.n_classes, d.label_noise, self.config.data_seed)
+
     @property
     def n_train(self) -> int:
-        return len(self.split.train_idx)
+        return len(self.train_idx)
 
     @property
     def tracks_progress(self) -> bool:
@@ -75,9 +94,9 @@ class Experiment:
         if self.tracks_progress:
             directions = jnp.asarray(sum_directions(ds.n_values, SUPPORTED_TASKS[ds.task]))
         return Data(
-            train=Batch(jnp.asarray(ds.tokens[sp.train_idx]), jnp.asarray(ds.labels[sp.train_idx])),
+            train=Batch(jnp.asarray(ds.tokens[self.train_idx]), jnp.asarray(self.train_labels[0])),
             every=Batch(jnp.asarray(ds.tokens), jnp.asarray(ds.labels)),
-            train_idx=jnp.asarray(sp.train_idx),
+            train_idx=jnp.asarray(self.train_idx),
             val_idx=jnp.asarray(sp.val_idx),
             directions=directions,
         )
@@ -188,7 +207,7 @@ def evaluate(exp: Experiment, params: nnx.State, data: Data) -> dict[str, Any]:
     logits_NC = model(data.every.tokens_BT)
     labels_N = data.every.labels_B
 
-    train_loss, train_acc = exp.loss(logits_NC[data.train_idx], labels_N[data.train_idx])
+    train_loss, train_acc = exp.loss(logits_NC[data.train_idx], data.train.labels_B)  # the labels trained on
     val_loss, val_acc = exp.loss(logits_NC[data.val_idx], labels_N[data.val_idx])
     metrics = {
         "train_loss": train_loss,
@@ -198,10 +217,28 @@ def evaluate(exp: Experiment, params: nnx.State, data: Data) -> dict[str, Any]:
         "param_norm": parameter_norm(params),
         "param_norms": {name: parameter_norm(group) for name, group in parameter_groups(params).items()},
     }
+    if exp.config.data.label_noise > 0:
+        metrics.update(noise_accuracies(logits_NC[data.train_idx], data.train.labels_B, labels_N[data.train_idx]))
     if data.directions is not None:
         embed_PD = model.operand_embedding(exp.dataset.n_values)
         metrics.update(progress_measures(embed_PD, logits_NC, labels_N, data.train_idx, data.directions))
     return metrics
+
+
+def noise_accuracies(logits_BC: jax.Array, trained_B: jax.Array, true_B: jax.Array) -> dict[str, jax.Array]:
+    """NOISE_METRICS from the training logits, the labels trained on and the true labels (a corrupted example
+    is one whose two labels differ); 0 where a group is empty."""
+    predicted_B = logits_BC.argmax(-1)
+    corrupted_B = trained_B != true_B
+
+    def mean_over(hit_B, where_B):
+        return jnp.sum(hit_B & where_B) / jnp.maximum(jnp.sum(where_B), 1)
+
+    return {
+        "train_acc_clean": mean_over(predicted_B == true_B, ~corrupted_B),
+        "train_acc_corrupted": mean_over(predicted_B == trained_B, corrupted_B),
+        "train_acc_corrupted_true": mean_over(predicted_B == true_B, corrupted_B),
+    }
 
 
 def parameter_groups(params: nnx.State) -> dict[str, Any]:
@@ -290,6 +327,7 @@ def eval_record(metrics: dict[str, Any], step: int, elapsed_s: float) -> dict[st
     """One metrics.jsonl line from an evaluation's (host) metrics."""
     record: dict[str, Any] = {"step": step, **{k: float(metrics[k]) for k in METRIC_NAMES}}
     record["param_norms"] = {name: float(v) for name, v in metrics["param_norms"].items()}
+    record.update({name: float(metrics[name]) for name in NOISE_METRICS if name in metrics})
     if "restricted_loss" in metrics:
         for name in ("restricted_loss", "excluded_loss", "embed_gini"):
             record[name] = float(metrics[name])

@@ -22,6 +22,7 @@ MODEL = "Model"
 OPTIM = "Optimizer"
 GROK = "Grokking interventions"
 RUN = "Run"
+LINEAGE = "From another run"
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,44 @@ TABLE: tuple[Row, ...] = (
         RUN,
     ),
     Row("train.early_exit_window", "Steps validation accuracy must stay >= 99% before an early exit.", RUN),
+    Row(
+        "train.init_from",
+        "RUN[@STEP]: start from that run's parameters at STEP (default: its newest checkpoint); same task, data "
+        "and model shapes.",
+        LINEAGE,
+        listable=False,
+    ),
+    Row(
+        "train.init_optimizer",
+        "With --init-from: also take its optimizer state and step counter (training continues at STEP).",
+        LINEAGE,
+    ),
+    Row("train.init_sha256", "Checksum the --init-from checkpoint must have (recorded when the run starts).", LINEAGE),
+    Row(
+        "data.train_subset",
+        "With --init-from: train on this fraction of the source run's training split (ungrokking, Varma et al. "
+        "2023); validation unchanged.",
+        LINEAGE,
+    ),
+    Row(
+        "data.label_noise",
+        "Replace this fraction of training labels by another class (Doshi et al. 2024), drawn from the data seed.",
+        DATA,
+    ),
+    Row(
+        "optim.mask_from",
+        "RUN@STEP: prune a fresh init with that checkpoint's weight magnitudes (grokking tickets, Minegishi et "
+        "al. 2023); the pruned weights stay 0.",
+        LINEAGE,
+        listable=False,
+    ),
+    Row("optim.prune", "With --mask-from: fraction of each weight matrix pruned (smallest magnitudes).", LINEAGE),
+    Row(
+        "optim.mask_random",
+        "The control for --mask-from: prune the same number of entries per tensor at random (drawn from --seed).",
+        LINEAGE,
+    ),
+    Row("optim.mask_sha256", "Checksum the --mask-from checkpoint must have (recorded when the run starts).", LINEAGE),
 )
 ROWS = {row.key: row for row in TABLE}
 SWITCH_WORDS = "on|off"

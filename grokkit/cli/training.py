@@ -88,17 +88,19 @@ SHARD = Annotated[
 
 
 def sweep_command(**options: Any) -> None:
-    """Train a grid of runs (seeds, train fractions, learning rates, ...) together in one compiled program.
+    """Train a grid of runs (seeds, train fractions, learning rates, ...), each shape compiled once.
 
     Every train option is accepted; every option marked so also takes a comma list
     (--train-frac 0.3,0.4,0.5, --orthograd on,off) and integer options a range
     start:stop[:step], stop excluded (--seed 0:8). The grid is the product of the lists.
-    Members that share array shapes train as one vmapped program, sharded over all local
-    devices; each member is an ordinary run directory inside the sweep folder (report,
+    Members that share array shapes share one compiled program: on a CPU they train one
+    after another (each bit-identical to a standalone `grokkit train`), on an accelerator
+    vmapped, sharded over all local devices. Each member is an ordinary run directory inside the sweep folder (report,
     resume and inspect work on it). `grokkit report SWEEP_DIR` aggregates over seeds;
     `grokkit resume SWEEP_DIR` continues the whole sweep. --shard i/n runs one of n slices
     of the grid, so a job array on many machines can share one sweep folder.
     """
+    from grokkit.lineage import pin_sources
     from grokkit.render import sweep_plan
     from grokkit.rundir import default_run_dir
     from grokkit.runner import start_sweep
@@ -115,7 +117,7 @@ def sweep_command(**options: Any) -> None:
         else:
             given.pop(key, None)
             axes[key] = values
-    base = resolve(options["preset"], given)
+    base = pin_sources(resolve(options["preset"], given))  # a bad --init-from/--mask-from before any folder
     if (size := math.prod(len(values) for values in axes.values())) > MAX_MEMBERS:
         raise UsageError(f"the grid has {size:,} members, over the limit of {MAX_MEMBERS:,} runs in a sweep")
     spec = SweepSpec(base, axes)
