@@ -49,6 +49,7 @@ class Inspection:
     restricted_loss: float
     excluded_loss: float
     attention_BHT: np.ndarray  # final position's attention over [x, y, =], every pair (transformer only)
+    ipr_F: np.ndarray  # each first-layer MLP neuron's inverse participation ratio (`neuron_ipr`)
 
 
 def load_state(run: RunDir, exp: Experiment, step: int | None) -> TrainState:
@@ -86,6 +87,26 @@ def neuron_frequencies(hidden_NF: np.ndarray, p: int) -> tuple[np.ndarray, np.nd
         shares.append(block.sum(axis=(1, 2)))
     shares = np.stack(shares, axis=1) / total[:, None]
     return shares.argmax(axis=1) + 1, shares.max(axis=1)
+
+
+def neuron_ipr(weights_OPF: np.ndarray) -> np.ndarray:
+    """Doshi et al. 2024's inverse participation ratio of each neuron's input weights over the residues:
+    IPR = sum_k |w_k|^4 / (sum_k |w_k|^2)^2 over the Fourier components w_k (k = 1 .. p//2, the constant
+    left out) of its weights on every operand table O, side by side. 1: one frequency (periodic, a
+    generalizing neuron); 1 / (O * p//2): spread evenly (memorizing)."""
+    weights = np.asarray(weights_OPF, np.float64)
+    power_OKF = np.abs(np.fft.rfft(weights - weights.mean(axis=1, keepdims=True), axis=1)[:, 1:]) ** 2
+    power_NF = power_OKF.reshape(-1, power_OKF.shape[-1])
+    return (power_NF**2).sum(0) / np.maximum(power_NF.sum(0) ** 2, 1e-300)
+
+
+def input_weights(model: Any, p: int) -> np.ndarray:
+    """The first MLP layer's weights as a function of each operand's residue, [O, p, F]: the MLP model's
+    embedding tables; for the transformer the token embedding times the first block's w_in (attention and
+    the positional embedding left out, one shared table)."""
+    if isinstance(model, Transformer):
+        return np.asarray(model.operand_embedding(p) @ model.blocks[0].w_in_DF[...])[None]
+    return np.asarray(model.embed_OVF[...][:, :p])
 
 
 def inspect_run(path: Path, step: int | None = None) -> Inspection:
@@ -132,6 +153,7 @@ def inspect_run(path: Path, step: int | None = None) -> Inspection:
         restricted_loss=float(cross_entropy(restricted, labels)),
         excluded_loss=float(cross_entropy(excluded[train_idx], labels[train_idx])),
         attention_BHT=attention,
+        ipr_F=neuron_ipr(input_weights(model, p)),
     )
 
 

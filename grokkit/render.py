@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import statistics
 from typing import Any
 
 from rich.console import Group
@@ -515,12 +516,15 @@ def inspect_view(result) -> Group:
         table.add_row(str(k), f"{2 * 3.141592653589793 * k / result.p:.3f}", f"{result.spectrum[k - 1]:.2f}",
                       str(result.neurons_by_frequency[k]))  # fmt: skip
     dominated = sum(result.neurons_by_frequency.values())
+    iprs = [float(x) for x in result.ipr_F]
     summary = Text(
         f"{len(result.key_frequencies)} key frequencies of {len(result.spectrum)}; embedding Gini "
         f"{result.embed_gini:.2f}; {dominated} of {result.neurons} neurons dominated by one of them.\n"
         f"Restricted to its key frequencies the model scores {_pct(result.restricted_accuracy).strip()} on all "
         f"pairs (restricted loss {result.restricted_loss:.3g}); without them its train loss is "
-        f"{result.excluded_loss:.3g} (excluded loss)."
+        f"{result.excluded_loss:.3g} (excluded loss).\n"
+        f"Neuron inverse participation ratio (Doshi et al. 2024; 1 = one frequency): median "
+        f"{statistics.median(iprs):.2f}, {sum(x >= 0.5 for x in iprs)} of {len(iprs)} at 0.5 or more."
     )
     return Group(
         header,

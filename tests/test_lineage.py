@@ -233,3 +233,20 @@ def test_restart_of_a_continued_run_starts_from_the_source_again(source, tmp_pat
     start_run(config, tmp_path / "c")
     resume_run(tmp_path / "c", restart=True, steps=60)
     assert records(tmp_path / "c") == records(source, after=20)
+
+
+def test_neuron_ipr_is_one_for_a_single_frequency_and_small_when_spread():
+    from grokkit.inspection import neuron_ipr
+
+    p = 41
+    residues = np.arange(p)
+    periodic = np.cos(2 * np.pi * 5 * residues / p + 0.3)
+    spread = np.random.default_rng(0).standard_normal(p)
+    ipr = neuron_ipr(np.stack([periodic, spread], axis=1)[None])
+    assert ipr[0] == pytest.approx(1.0) and ipr[1] < 0.2
+
+
+def test_inspect_shows_the_neuron_ipr(source):
+    result = runner.invoke(app, ["inspect", str(source)])
+    assert result.exit_code == 0, result.output
+    assert "inverse participation ratio" in result.output
