@@ -34,6 +34,15 @@ _PRIETO_BASE: dict[str, Any] = {
     "train.steps": 5000, "train.eval_every": 25, "train.checkpoint_every": 500,
 }  # fmt: skip
 
+# The small setup of README's "Runs that start from other runs" measurements (the tests' GROKS config): groks in
+# ~1,300 steps on a laptop CPU. Not the papers' models or budgets; each preset says what it is for.
+_SMALL: dict[str, Any] = {
+    "data.task": "mod-add", "data.p": 41, "data.train_frac": 0.5, "model.kind": ModelKind.transformer,
+    "model.layers": 1, "model.d_model": 64, "model.heads": 2, "model.d_mlp": 128, "model.activation": Activation.relu,
+    "model.layer_norm": False, "optim.name": OptimizerName.adamw, "optim.lr": 3e-3, "optim.wd": 1.0,
+    "optim.batch_size": None, "train.eval_every": 25,
+}  # fmt: skip
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in [
@@ -175,6 +184,30 @@ PRESETS: dict[str, Preset] = {
                 "train.eval_every": 100,
                 "train.checkpoint_every": 1000,
             },
+        ),
+        Preset(
+            "varma2023-ungrok",
+            "Varma et al. 2023, Explaining grokking through circuit efficiency (ungrokking, small scale: train a "
+            "source with this preset, then add --init-from SOURCE --train-subset F)",
+            {**_SMALL, "train.steps": 3000, "train.checkpoint_every": 500, "train.early_exit": False},
+        ),
+        Preset(
+            "doshi2024-noise",
+            "Doshi et al. 2024, To grok or not to grok: Disentangling generalization and memorization on "
+            "corrupted algorithmic datasets (10% label noise; a small transformer, not their MLP)",
+            {
+                **_SMALL,
+                "data.label_noise": 0.1,
+                "train.steps": 4000,
+                "train.checkpoint_every": 1000,
+                "train.early_exit": False,
+            },
+        ),
+        Preset(
+            "minegishi2023-ticket",
+            "Minegishi et al. 2023, Grokking Tickets: Lottery Tickets Accelerate Grokking (small scale: add "
+            "--mask-from SOURCE@STEP --prune 0.4, SOURCE trained with varma2023-ungrok)",
+            {**_SMALL, "train.steps": 4000, "train.checkpoint_every": 1000, "train.early_exit_window": 100},
         ),
     ]
 }
