@@ -278,6 +278,36 @@ def phase_story(history: list[dict[str, Any]], found: dict[str, dict[str, int | 
     return story
 
 
+HIGH = 0.9
+"""An accuracy counts as high (fitted, generalized) from here on, in `noise_phase`."""
+NOISE_PHASES = {
+    "coexistence": "generalizes while still fitting the corrupted labels",
+    "partial inversion": "generalizes and predicts the true label for part of the corrupted examples",
+    "full inversion": "generalizes and predicts the true label for the corrupted examples",
+    "memorization": "fits the clean and the corrupted labels without generalizing",
+    "forgetting": "fits the clean labels but no longer the corrupted ones, without generalizing",
+    "confusion": "fits neither the clean training labels nor the validation set",
+}
+"""Doshi et al. 2024's phases under label noise, as `noise_phase` tells them apart (our reading of their
+definitions, with HIGH as the threshold; their phase diagram uses the same accuracies)."""
+
+
+def noise_phase(record: dict[str, Any]) -> str | None:
+    """The label-noise phase of one metrics record (None without --label-noise), by NOISE_PHASES' rules:
+    validation accuracy, accuracy on the clean training examples, and on the corrupted ones against the labels
+    trained on and against their true labels."""
+    if "train_acc_corrupted" not in record:
+        return None
+    corrupted, inverted = record["train_acc_corrupted"], record.get("train_acc_corrupted_true", 0.0)
+    if record["val_acc"] >= HIGH:
+        if corrupted >= HIGH:
+            return "coexistence"
+        return "full inversion" if inverted >= HIGH else "partial inversion"
+    if record.get("train_acc_clean", 0.0) < HIGH:
+        return "confusion"
+    return "memorization" if corrupted >= HIGH else "forgetting"
+
+
 def run_report(history: list[dict[str, Any]], budget: int, patience: int = DEFAULT_PATIENCE) -> dict[str, Any]:
     """Everything `grokkit report` says about one run, as plain data (stable key names)."""
     found = milestones(history)
@@ -297,6 +327,7 @@ def run_report(history: list[dict[str, Any]], budget: int, patience: int = DEFAU
         "final_train_acc": last.get("train_acc"),
         "final_val_acc": last.get("val_acc"),
         "final_param_norm": last.get("param_norm"),
+        "noise_phase": noise_phase(last) if last else None,
         **_progress_report(history, found),
     }
 

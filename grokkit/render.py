@@ -15,6 +15,7 @@ from rich.text import Text
 from grokkit.analysis import (
     CIRCUIT_LOSS,
     GENERALIZED_ACC,
+    NOISE_PHASES,
     VERDICTS,
     Ending,
     Milestone,
@@ -340,6 +341,17 @@ def report_view(
                 f"never generalized: best validation accuracy {_pct(report['best_val_acc']).strip()} "
                 f"at step {report['best_val_step']:,} of {report['steps']:,}",
                 style="yellow",
+            )
+        )
+    if report.get("noise_phase"):
+        last = history[-1]
+        parts.append(
+            Text.assemble(
+                ("label-noise phase (Doshi et al. 2024): ", "bold"),
+                (report["noise_phase"], "magenta"),
+                f" ({NOISE_PHASES[report['noise_phase']]}; training accuracy clean "
+                f"{_pct(last['train_acc_clean']).strip()}, corrupted {_pct(last['train_acc_corrupted']).strip()}, "
+                f"corrupted predicted with their true label {_pct(last['train_acc_corrupted_true']).strip()})",
             )
         )
     parts.append(early_stopping_callout(report))

@@ -250,3 +250,32 @@ def test_inspect_shows_the_neuron_ipr(source):
     result = runner.invoke(app, ["inspect", str(source)])
     assert result.exit_code == 0, result.output
     assert "inverse participation ratio" in result.output
+
+
+@pytest.mark.parametrize(
+    ("val", "clean", "corrupted", "true", "phase"),
+    [
+        (0.99, 1.0, 1.0, 0.0, "coexistence"),
+        (0.99, 1.0, 0.5, 0.5, "partial inversion"),
+        (1.0, 1.0, 0.0, 1.0, "full inversion"),
+        (0.1, 1.0, 1.0, 0.0, "memorization"),
+        (0.1, 1.0, 0.2, 0.1, "forgetting"),
+        (0.1, 0.5, 0.2, 0.1, "confusion"),
+    ],
+)
+def test_noise_phase_names(val, clean, corrupted, true, phase):
+    from grokkit.analysis import noise_phase
+
+    record = {"val_acc": val, "train_acc_clean": clean, "train_acc_corrupted": corrupted,
+              "train_acc_corrupted_true": true}  # fmt: skip
+    assert noise_phase(record) == phase
+    assert noise_phase({"val_acc": val}) is None
+
+
+def test_report_names_the_label_noise_phase(tmp_path):
+    start_run(resolve(None, {**TINY, "data.label_noise": 0.2, "train.steps": 20}), tmp_path / "n")
+    result = runner.invoke(app, ["report", str(tmp_path / "n"), "--no-plot"])
+    assert result.exit_code == 0, result.output
+    assert "label-noise phase (Doshi et al. 2024)" in " ".join(result.output.split())
+    result = runner.invoke(app, ["report", str(tmp_path / "n"), "--json"])
+    assert json.loads(result.output)["noise_phase"] in ("memorization", "forgetting", "confusion")
