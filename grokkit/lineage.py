@@ -33,7 +33,7 @@ import numpy as np
 
 from grokkit.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
 from grokkit.config import Config
-from grokkit.data import Split
+from grokkit.data import Split, brief
 from grokkit.errors import UsageError
 
 _SOURCE = re.compile(r"^(?P<run>.*?)(?:@(?P<step>[0-9_]+))?$", re.DOTALL)
@@ -61,7 +61,7 @@ def parse_source(text: str, option: str) -> tuple[Path, int | None]:
     """'RUN' or 'RUN@STEP' -> (path, step or None)."""
     match = _SOURCE.match(text)
     if not match or not match.group("run"):
-        raise UsageError(f"expected RUN or RUN@STEP, got '{text}'", option=option)
+        raise UsageError(f"expected RUN or RUN@STEP, got {brief(text)}", option=option)
     step = match.group("step")
     return Path(match.group("run")), int(step) if step else None
 
@@ -72,13 +72,17 @@ def load_source(text: str, option: str, need_step: bool = False) -> Source:
 
     path, step = parse_source(text, option)
     if need_step and step is None:
-        raise UsageError(f"name the checkpoint: RUN@STEP, got '{text}'", option=option)
+        raise UsageError(f"name the checkpoint: RUN@STEP, got {brief(text)}", option=option)
     try:
         run = RunDir.open(path)
         config = run.config()
+        infos = list_checkpoints(run.checkpoints)
     except UsageError as err:
-        raise UsageError(str(err), option=option) from None
-    infos = list_checkpoints(run.checkpoints)
+        message = str(err).removeprefix(f"{err.option}: ") if err.option else str(err)
+        raise UsageError(message, option=option) from None
+    except (OSError, ValueError) as err:  # a name too long for the file system, a NUL byte
+        detail = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise UsageError(f"cannot read {brief(str(path))}: {detail}", option=option) from None
     if step is None:
         if not infos:
             raise UsageError(f"{path} has no checkpoint", option=option)

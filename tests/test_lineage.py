@@ -84,7 +84,7 @@ def test_another_model_or_task_is_one_line_exit_2(source, tmp_path, flags, named
 
 
 def test_missing_or_corrupt_source_checkpoint_is_one_line_exit_2(source, tmp_path):
-    for where in (f"{source}@30", str(tmp_path / "nothing")):
+    for where in (f"{source}@30", str(tmp_path / "nothing"), "a" * 5000, "a/" * 3000 + "@5", ""):
         result = runner.invoke(app, ["train", *TINY_FLAGS, "--init-from", where, "--run-dir", str(tmp_path / "x")])
         assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1, result.output
     broken = tmp_path / "broken"
