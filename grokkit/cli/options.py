@@ -112,7 +112,7 @@ TABLE: tuple[Row, ...] = (
     Row("train.early_exit_window", "Steps validation accuracy must stay >= 99% before an early exit.", RUN),
     Row(
         "train.init_from",
-        "RUN[@STEP]: start from that run's parameters at STEP (default: its newest checkpoint); same task, data "
+        "RUN\\[@STEP]: start from that run's parameters at STEP (default: its newest checkpoint); same task, data "
         "and model shapes.",
         LINEAGE,
         listable=False,
