@@ -324,7 +324,7 @@ def test_every_integer_setting_is_bounded_where_it_enters():
 
 
 def test_a_long_path_is_refused_before_anything_is_made(tmp_path):
-    from grokkit.cli.options import path_problem
+    from grokkit.cli.parsing import path_problem
 
     assert path_problem(tmp_path / "fine") is None
     assert path_problem(tmp_path / ("é" * 128)) is not None  # 256 bytes in UTF-8

@@ -10,7 +10,8 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 from grokkit.cli import app
-from grokkit.cli.options import ROWS, TABLE, expand_switches
+from grokkit.cli.options import ROWS, TABLE
+from grokkit.cli.parsing import expand_switches
 from grokkit.config import (
     Config,
     Loss,

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
-from grokkit.cli.options import check_paths, expand_switches, path_labels
+from grokkit.cli.parsing import check_paths, expand_switches, path_labels
 from grokkit.errors import GrokkitError
 
 try:
