@@ -512,52 +512,54 @@ def validate(config: Config) -> None:
     n_train = round(d.train_frac * n_examples)
     _require(
         0 < n_train < n_examples,
-        "--train-frac",
+        option_name("data.train_frac"),
         f"{d.train_frac} of {n_examples} examples leaves an empty train or validation set",
     )
     _require(
         m.d_model % m.heads == 0,
-        "--heads",
+        option_name("model.heads"),
         f"{m.heads} heads do not divide d_model={m.d_model}; use a divisor of {m.d_model}",
     )
     if o.batch_size is not None:
         _require(
             1 <= o.batch_size <= n_train,
-            "--batch-size",
+            option_name("optim.batch_size"),
             f"must be in [1, {n_train}] (the train set has {n_train} examples), got {o.batch_size}",
         )
     _require(
         t.checkpoint_every % t.eval_every == 0,
-        "--checkpoint-every",
+        option_name("train.checkpoint_every"),
         f"must be a positive multiple of --eval-every={t.eval_every}, got {t.checkpoint_every}",
     )
     _require(
         d.train_subset is None or (d.train_subset <= 1.0 and t.init_from is not None),
-        "--train-subset",
+        option_name("data.train_subset"),
         f"must be in (0, 1], got {d.train_subset}"
         if d.train_subset is not None and d.train_subset > 1.0
         else "needs --init-from RUN[@STEP]: it is a fraction of the source run's training split",
     )
     _require(
-        o.prune == 0 or o.mask_from is not None, "--prune", "needs --mask-from RUN@STEP (the magnitudes to prune by)"
+        o.prune == 0 or o.mask_from is not None,
+        option_name("optim.prune"),
+        "needs --mask-from RUN@STEP (the magnitudes to prune by)",
     )
     _require(
         not t.init_optimizer or t.init_from is not None,
-        "--init-optimizer",
+        option_name("train.init_optimizer"),
         "needs --init-from RUN[@STEP]",
     )
     n_params = parameter_count(config)
     sizes = "--d-model, --d-mlp or --layers" if m.kind == ModelKind.transformer else "--width or --depth"
     _require(
         n_params <= MAX_PARAMETERS,
-        "--d-model" if m.kind == ModelKind.transformer else "--width",
+        option_name("model.d_model" if m.kind == ModelKind.transformer else "model.width"),
         f"the {m.kind.value} would have {n_params:,} parameters, over the limit of {MAX_PARAMETERS:,}; "
         f"use a smaller {sizes}",
     )
     if o.grokfast == Grokfast.ma:
         _require(
             n_params * o.grokfast_window <= MAX_PARAMETERS,
-            "--grokfast-window",
+            option_name("optim.grokfast_window"),
             f"Grokfast-MA keeps {o.grokfast_window:,} past gradients of {n_params:,} parameters, over the limit of "
             f"{MAX_PARAMETERS:,} values; use a window <= {max(1, MAX_PARAMETERS // n_params):,}",
         )
