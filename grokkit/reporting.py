@@ -95,6 +95,13 @@ def flat_columns(records: Iterable[Mapping[str, Any]]) -> list[str]:
     return [column for columns in by_field.values() for column in columns]
 
 
+def _require_records(run: LoadedRun, out: Path, option: str) -> None:
+    if out.is_dir() and option != "--tensorboard":
+        raise UsageError(f"{out} is a folder; give a file name", option=option)
+    if not run.history:
+        raise UsageError(f"{run.path} has no evaluations yet; nothing to export", option=option)
+
+
 def export_csv(run: LoadedRun, out: Path) -> int:
     """Write the metrics as CSV, one row per evaluation and one number per cell; returns the row count.
 
@@ -102,6 +109,7 @@ def export_csv(run: LoadedRun, out: Path) -> int:
     they are: `param_norms.blocks/0`), list items get their index (`key_frequencies.0`, `key_frequencies.1`, ...);
     a cell a record lacks (a shorter list) is empty, so pandas.read_csv reads every column as numbers (NaN there).
     """
+    _require_records(run, out, "--csv")
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=flat_columns(run.history), lineterminator="\n")
     writer.writeheader()
@@ -112,6 +120,7 @@ def export_csv(run: LoadedRun, out: Path) -> int:
 
 def export_jsonl(run: LoadedRun, out: Path) -> int:
     """Write every metrics record, nested as in metrics.jsonl, as one JSON object per line; returns the count."""
+    _require_records(run, out, "--jsonl")
     payload = "".join(json.dumps(record) + "\n" for record in run.history)
     _write(out, payload.encode(), "--jsonl")
     return len(run.history)
@@ -131,6 +140,7 @@ def export_tensorboard(run: LoadedRun, out: Path) -> int:
         ) from None
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} is a file; give a folder for the event files", option="--tensorboard")
+    _require_records(run, out, "--tensorboard")
     count = 0
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -143,8 +153,10 @@ def export_tensorboard(run: LoadedRun, out: Path) -> int:
                         if tag != "step" and isinstance(value, int | float):
                             writer.add_scalar(tag, value, global_step=record["step"])
                             count += 1
-            for written in sorted(staging.iterdir()):
-                atomic_write_bytes(out / written.name, written.read_bytes())
+            # one fixed name per run, so exporting again replaces its events instead of doubling every point
+            for index, written in enumerate(sorted(staging.iterdir())):
+                suffix = f".{index}" if index else ""
+                atomic_write_bytes(out / f"events.out.tfevents.grokkit.{run.name}{suffix}", written.read_bytes())
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     except OSError as err:

@@ -137,6 +137,21 @@ def test_tensorboard_folder_holds_only_event_files(tmp_path, tiny_run):
     assert names and all(name.startswith("events.out.tfevents.") for name in names)
 
 
+def test_exporting_twice_into_one_folder_replaces_the_events_instead_of_doubling_them(tmp_path, tiny_run):
+    pytest.importorskip("tensorboardX")
+    count = export_tensorboard(tiny_run, tmp_path / "tb")
+    export_tensorboard(tiny_run, tmp_path / "tb")
+    assert len(read_tensorboard_scalars(tmp_path / "tb")) == count
+
+
+def test_a_run_without_evaluations_has_nothing_to_export(tmp_path, tiny_run):
+    empty = dataclasses.replace(tiny_run, history=[])
+    for export, out in [(export_csv, tmp_path / "m.csv"), (export_jsonl, tmp_path / "m.jsonl")]:
+        with pytest.raises(UsageError, match="no evaluations yet"):
+            export(empty, out)
+        assert not out.exists()
+
+
 def test_tensorboard_onto_a_file_is_a_usage_error(tmp_path, tiny_run):
     pytest.importorskip("tensorboardX")
     (tmp_path / "tb").write_text("")
