@@ -600,6 +600,7 @@ def start_sweep(
     notify: Notify = lambda message: None,
     on_group: OnGroup = lambda group, groups, step, steps, lanes: None,
     stop: StopRequest | None = None,
+    extra_sinks: ExtraSinks = no_extra_sinks,
 ) -> SweepResult:
     """Create the sweep folder (or join it, for another shard) and train this shard's members."""
     from grokkit.sweep import create_sweep_dir
@@ -607,7 +608,9 @@ def start_sweep(
     configure_jax()
     create_sweep_dir(sweep_dir, spec, notify)
     _refuse_before_writing(Path(sweep_dir), spec, shard, force=False, steps=None)
-    return _run_sweep(Path(sweep_dir), spec, shard, notify, on_group, stop or StopRequest(), force=False)
+    return _run_sweep(
+        Path(sweep_dir), spec, shard, notify, on_group, stop or StopRequest(), force=False, extra_sinks=extra_sinks
+    )
 
 
 def resume_sweep(
@@ -619,6 +622,7 @@ def resume_sweep(
     on_group: OnGroup = lambda group, groups, step, steps, lanes: None,
     stop: StopRequest | None = None,
     steps: int | None = None,
+    extra_sinks: ExtraSinks = no_extra_sinks,
 ) -> SweepResult:
     """Continue every unfinished member of a sweep (of this shard); `steps` extends every member's budget."""
     from grokkit.sweep import extend_sweep, open_sweep
@@ -628,7 +632,9 @@ def resume_sweep(
     _refuse_before_writing(path, spec, shard, force=force, steps=steps)
     if steps is not None:
         spec = extend_sweep(path, spec, steps)
-    return _run_sweep(path, spec, shard, notify, on_group, stop or StopRequest(), force=force, steps=steps)
+    return _run_sweep(
+        path, spec, shard, notify, on_group, stop or StopRequest(), force=force, steps=steps, extra_sinks=extra_sinks
+    )
 
 
 def _refuse_before_writing(path: Path, spec, shard: tuple[int, int], force: bool, steps: int | None) -> None:
@@ -649,7 +655,15 @@ def _refuse_before_writing(path: Path, spec, shard: tuple[int, int], force: bool
 
 
 def _run_sweep(
-    path: Path, spec, shard, notify: Notify, on_group: OnGroup, stop: StopRequest, force: bool, steps: int | None = None
+    path: Path,
+    spec,
+    shard,
+    notify: Notify,
+    on_group: OnGroup,
+    stop: StopRequest,
+    force: bool,
+    steps: int | None = None,
+    extra_sinks: ExtraSinks = no_extra_sinks,
 ):
     from contextlib import ExitStack
 
@@ -689,7 +703,10 @@ def _run_sweep(
                 if config.train.init_from or config.optim.mask_from:
                     _DiskSink(run, config, [], None).on_checkpoint(state, 0.0)
             step = int(state.step)
-            lane = Lane(_DiskSink(run, config, history, None), list(history), step, elapsed,
+            extra = list(extra_sinks(run, config, history))
+            for other in extra:
+                locks.callback(getattr(other, "close", lambda: None))
+            lane = Lane(_Tee([_DiskSink(run, config, history, None), *extra]), list(history), step, elapsed,
                         last_saved=step if step > 0 else None)  # fmt: skip
             groups.setdefault((group_key(config), step), []).append((run, config, Member(exp, state, lane)))
         if groups:

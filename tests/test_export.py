@@ -184,3 +184,19 @@ def test_train_with_wandb_then_every_export_through_the_command_line(tmp_path, m
     assert "load_in_transformerlens.py" in exported.stdout
     refused = runner.invoke(app, ["export", str(run), "--step", "20"])
     assert refused.exit_code == 2 and "--transformerlens" in refused.stderr
+
+
+def test_a_sweep_logs_each_member_to_wandb(tmp_path, monkeypatch):
+    from conftest import TINY_FLAGS
+    from typer.testing import CliRunner
+
+    from grokkit.cli import app
+
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    sweep = tmp_path / "s"
+    result = CliRunner().invoke(app, ["sweep", *TINY_FLAGS, "--seed", "0:2", "--run-dir", str(sweep), "--wandb", "t"])
+    assert result.exit_code == 0, result.output
+    for member in ("seed=0", "seed=1"):
+        assert any((sweep / member / "wandb").glob("offline-run-*")), member

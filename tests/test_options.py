@@ -44,7 +44,7 @@ def test_train_and_sweep_help_list_the_same_config_options():
     for row in TABLE:
         for command, text in helps.items():
             assert f"{row.flag} " in text, f"{row.flag} missing from {command} --help"
-    assert flags_of("train") - {"--wandb"} == flags_of("sweep") - {"--shard"}
+    assert flags_of("train") == flags_of("sweep") - {"--shard"}
     for choices in ("relu|gelu|quadratic", "softmax|stablemax|mse", "transformer|mlp", "on|off"):
         assert choices in helps["train"] and choices in helps["sweep"]
 

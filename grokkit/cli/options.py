@@ -239,8 +239,7 @@ def run_parameters(sweep: bool) -> list[inspect.Parameter]:
             ),
         ],
     }
-    if not sweep:
-        params["wandb"] = WANDB
+    params["wandb"] = WANDB
     return [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=a) for n, a in params.items()]
 
 

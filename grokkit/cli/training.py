@@ -125,7 +125,8 @@ def sweep_command(**options: Any) -> None:
     run_dir = options["run_dir"] or default_run_dir(base, prefix="sweep-")
     console = stdout()
     console.print(sweep_plan(spec, members, shard, str(run_dir)))
-    sweep_with_progress(console, lambda **kw: start_sweep(spec, run_dir, shard=shard, **kw))
+    sinks = wandb_sinks(options["wandb"])
+    sweep_with_progress(console, lambda **kw: start_sweep(spec, run_dir, shard=shard, extra_sinks=sinks, **kw))
 
 
 sweep_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
@@ -166,7 +167,11 @@ def resume_command(**options: Any) -> None:
         if early_exit is not None:
             raise UsageError("--early-exit applies to single runs; resume the member's folder instead")
         chosen = parse_shard(shard)
-        sweep_with_progress(stdout(), lambda **kw: resume_sweep(run_dir, shard=chosen, force=force, steps=steps, **kw))
+        sinks = wandb_sinks(options["wandb"])
+        sweep_with_progress(
+            stdout(),
+            lambda **kw: resume_sweep(run_dir, shard=chosen, force=force, steps=steps, extra_sinks=sinks, **kw),
+        )
         return
     if shard is not None:
         raise UsageError(f"{run_dir} is a single run, not a sweep folder", option="--shard")
