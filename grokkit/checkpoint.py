@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from grokkit.atomic import atomic_write, atomic_write_json
-from grokkit.config import Config
+from grokkit.config import INJECTED, Config
 
 _NAME = re.compile(r"^step_(\d{9})\.npz$")
 PAUSE_ENV = "GROKKIT_TEST_CHECKPOINT_PAUSE"
@@ -138,9 +138,9 @@ IDENTITY_EXEMPT = (
     "train.keep_checkpoints",
 )
 """Config keys a resume may change without the checkpoints stopping to be this run's: budget, cadence, labels."""
-HYPERPARAMETERS = ("lr", "wd", "beta1", "beta2", "momentum", "grokfast_alpha", "grokfast_lambda")
-"""The optimizer values kept in its state (grokkit.optim.INJECTED): config.json sets them on every resume,
-so they may be edited between resumes; a change is announced, never refused."""
+HYPERPARAMETERS = INJECTED
+"""config.json sets these on every resume, so they may be edited between resumes; a change is announced,
+never refused."""
 
 
 def run_identity(config: Config) -> dict[str, Any]:

@@ -13,6 +13,8 @@ from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from grokkit.data import MAX_EXAMPLES, MAX_P, brief, get_task, input_space_size, task_shape, validate_task_params
 from grokkit.errors import UsageError
 
@@ -66,6 +68,12 @@ INT_BOUNDS: dict[str, tuple[int | None, int, str]] = {
     "train.early_exit_window": (0, INT32_MAX, _STEPS),
 }
 """The accepted range of every integer setting, checked whenever a value enters a config (`coerce`)."""
+
+INJECTED = ("lr", "wd", "beta1", "beta2", "momentum", "grokfast_alpha", "grokfast_lambda")
+"""Optimizer settings held in the optimizer's state as float32 (optax.inject_hyperparams), so a sweep can vary them
+and config.json sets them on every resume."""
+FLOAT32_KEYS = frozenset({*(f"optim.{name}" for name in INJECTED), "model.init_scale"})
+"""Settings used as float32: their bounds hold for the float32 value too (0.999999999 is 1.0 there)."""
 
 FLOAT_BOUNDS: dict[str, tuple[float, bool, float | None, str]] = {
     # key: (lowest, lowest excluded, highest (excluded) or None, the rule in words)
@@ -293,8 +301,11 @@ def field_problem(key: str, value: Any) -> str | None:
             return f"must be a finite number{extra}, got {value}"
         if key in FLOAT_BOUNDS:
             low, low_open, high, rule = FLOAT_BOUNDS[key]
-            if value < low or (low_open and value == low) or (high is not None and value >= high):
-                return f"must be {rule}, got {value}"
+            as_used = float(np.float32(value)) if key in FLOAT32_KEYS else value
+            for candidate in (value, as_used):
+                if candidate < low or (low_open and candidate == low) or (high is not None and candidate >= high):
+                    shown = "" if candidate == value else f" ({candidate:g} in float32, as the optimizer uses it)"
+                    return f"must be {rule}, got {value}{shown}"
         return None
     if isinstance(value, int) and key in INT_BOUNDS:
         lowest, highest, why = INT_BOUNDS[key]
@@ -543,6 +554,11 @@ def validate(config: Config) -> None:
         option_name("optim.prune"),
         "needs --mask-from RUN@STEP (the magnitudes to prune by)",
     )
+    values = field_values(config)
+    for key, needed in [("optim.mask_random", "optim.mask_from"), ("optim.mask_sha256", "optim.mask_from"),
+                        ("train.init_sha256", "train.init_from")]:  # fmt: skip
+        given = values[key] not in (None, False)
+        _require(not given or values[needed] is not None, option_name(key), f"needs {option_name(needed)} RUN@STEP")
     _require(
         not t.init_optimizer or t.init_from is not None,
         option_name("train.init_optimizer"),

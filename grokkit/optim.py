@@ -13,9 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from grokkit.config import DecayTarget, Grokfast, OptimConfig, OptimizerName
-
-INJECTED = ("lr", "wd", "beta1", "beta2", "momentum", "grokfast_alpha", "grokfast_lambda")
+from grokkit.config import INJECTED, DecayTarget, Grokfast, OptimConfig, OptimizerName
 
 
 def hyperparameters(cfg: OptimConfig) -> dict[str, float]:

@@ -161,3 +161,20 @@ def test_resume_of_a_finished_run_whose_last_checkpoint_is_damaged_redoes_those_
     result = runner.invoke(app, ["resume", str(run.path)])
     assert result.exit_code == 0 and "nothing to do" not in result.stdout, result.output
     assert run.read_metrics().records[-1]["step"] == 40
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--beta2", "0.999999999"], "--beta2: must be in [0, 1), got 0.999999999 (1 in float32"),
+        (["--momentum", "0.99999999999"], "--momentum: must be in [0, 1)"),
+        (["--lr", "1e-50"], "--lr: must be > 0, got 1e-50 (0 in float32"),
+        (["--init-scale", "1e-46"], "--init-scale: must be > 0"),
+        (["--mask-random"], "--mask-random: needs --mask-from"),
+        (["--mask-sha256", "ab"], "--mask-sha256: needs --mask-from"),
+        (["--init-sha256", "ab"], "--init-sha256: needs --init-from"),
+    ],
+)
+def test_values_are_checked_as_they_are_used_and_dependent_options_need_theirs(args, fragment):
+    result = runner.invoke(app, ["train", *args])
+    assert result.exit_code == 2 and fragment in result.stderr, result.output

@@ -10,7 +10,8 @@ from typing import Any
 
 import typer
 
-from grokkit.cli.options import SWITCH_WORDS, TABLE
+from grokkit.cli.options import TABLE
+from grokkit.config import FALSE_WORDS, TRUE_WORDS
 from grokkit.data import brief
 from grokkit.errors import UsageError
 
@@ -32,7 +33,7 @@ def expand_switches(args: list[str], positionals: bool = False) -> list[str]:
     with them, only on/off words are.
     """
     flags = switch_flags()
-    words = {w for w in SWITCH_WORDS.split("|")} | {"true", "false", "yes", "no", "1", "0"}
+    words = set(TRUE_WORDS + FALSE_WORDS)
     out: list[str] = []
     i = 0
     while i < len(args):
