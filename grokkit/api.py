@@ -42,12 +42,27 @@ def _column_array(values: list[Any]) -> np.ndarray:
     return np.asarray(values, dtype=object)
 
 
+def trained_on(split: Split, config: Config, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """(indices into `dataset`, labels) of the examples a run trains on, as grokkit.train.Experiment does:
+    --train-subset's part of `split`'s training examples, with --label-noise's replaced labels."""
+    from grokkit.lineage import corrupt_labels, subset_split
+
+    train_idx = subset_split(split, config).train_idx
+    labels, _ = corrupt_labels(dataset.labels[train_idx], dataset.n_classes, config.data.label_noise, config.data_seed)
+    return train_idx, labels
+
+
 class Run:
     """One run directory, read for analysis.
 
     `metrics` (flat columns, one row per evaluation, sorted by step), `records` (the nested metrics.jsonl
     records), `config` and `summary` are read once, at `load_run`; `checkpoints` looks at the disk each time,
     so a run still training shows its newest checkpoints.
+
+    `split` is the split stored in split.npz; `train_idx` and `train_labels` are what the run actually trained
+    on (and what its recorded `train_acc` measures): the same as `split.train_idx` and `dataset.labels[...]`
+    except with --train-subset (a part of the split's training examples) or --label-noise (some labels
+    replaced by another class). Validation is always `split.val_idx` with the true `dataset.labels`.
     """
 
     def __init__(self, path: str | Path):
@@ -78,8 +93,23 @@ class Run:
 
     @cached_property
     def split(self) -> Split:
-        """The run's train and validation indices into `dataset`, as stored in split.npz."""
+        """The run's train and validation indices into `dataset`, as stored in split.npz (before --train-subset:
+        see `train_idx` for the examples trained on)."""
         return self._dir.split()
+
+    @cached_property
+    def _trained_on(self) -> tuple[np.ndarray, np.ndarray]:
+        return trained_on(self.split, self.config, self.dataset)
+
+    @property
+    def train_idx(self) -> np.ndarray:
+        """Indices into `dataset` of the examples the run trained on (--train-subset's part of `split.train_idx`)."""
+        return self._trained_on[0]
+
+    @property
+    def train_labels(self) -> np.ndarray:
+        """The labels the run trained on, one per `train_idx` (with --label-noise, some are not the true label)."""
+        return self._trained_on[1]
 
     def params(self, step: int | None = None) -> dict[str, Any]:
         """The model parameters at checkpoint `step` (default: the newest valid one): nested dicts of JAX arrays.

@@ -1,9 +1,17 @@
 """TransformerLens export: a transformer run's checkpoints as HookedTransformer state dicts.
 
-The folder holds one `step_NNNNNNNNN.npz` per checkpoint (TransformerLens parameter names
-and shapes), `config.json` (the HookedTransformerConfig arguments), `data.npz` (every
-example and the run's split) and `load_in_transformerlens.py`, which loads and evaluates them.
-grokkit reads its answer at the final position: TransformerLens's `logits[:, -1]`.
+The folder holds one `step_NNNNNNNNN.npz` per exported checkpoint (TransformerLens parameter names
+and shapes), `config.json` (the HookedTransformerConfig arguments), `data.npz` (every example, the
+examples and labels the run trained on, and its validation split), `grokkit_export.json` (which run
+this is: its absolute path and config hash) and `load_in_transformerlens.py`, which loads and
+evaluates them. grokkit reads its answer at the final position: TransformerLens's `logits[:, -1]`.
+
+A folder is reused only for an export of the same run (same path, same config hash); another run's
+export there is refused. Each export leaves exactly its own step files: older ones are removed.
+
+data.npz: `tokens` [n, seq] and `true_labels` [n] for every example (dataset order); `train_idx` and
+`train_labels` the examples and labels actually trained on (--train-subset's part of the split,
+--label-noise's replaced labels); `val_idx`; `split_train_idx` the stored split's training examples.
 """
 
 from __future__ import annotations
@@ -16,7 +24,14 @@ from typing import Any
 import numpy as np
 
 from grokkit.atomic import atomic_write, atomic_write_bytes, atomic_write_json
-from grokkit.checkpoint import CheckpointError, CheckpointInfo, checkpoint_path, list_checkpoints, load_checkpoint
+from grokkit.checkpoint import (
+    CheckpointError,
+    CheckpointInfo,
+    checkpoint_path,
+    config_hash,
+    list_checkpoints,
+    load_checkpoint,
+)
 from grokkit.config import Activation, Config, ModelConfig, ModelKind
 from grokkit.errors import UsageError
 from grokkit.rundir import RunDir
@@ -24,6 +39,8 @@ from grokkit.rundir import RunDir
 CONFIG_NAME = "config.json"
 DATA_NAME = "data.npz"
 LOADER_NAME = "load_in_transformerlens.py"
+EXPORT_NAME = "grokkit_export.json"
+"""Which run the folder's export is of: {"run": absolute run path, "config_hash": checkpoint.config_hash}."""
 LAYER_NORM_EPS = 1e-5
 """grokkit.models.LayerNorm's epsilon (TransformerLens's default too)."""
 
@@ -108,8 +125,9 @@ def export_transformerlens(run_dir: Path, out: Path, steps: list[int] | None = N
     _check_exportable(config)
     infos = _selected(run, steps)
     name = f"grokkit-{run.path.name}"
-    _make_folder(out, name)
-    written = []
+    identity = {"run": str(run.path.resolve()), "config_hash": config_hash(config)}
+    _make_folder(out, identity)
+    written: list[Path] = []
     tensors: dict[str, np.ndarray] = {}
     try:
         for info in infos:
@@ -125,6 +143,9 @@ def export_transformerlens(run_dir: Path, out: Path, steps: list[int] | None = N
             raise UsageError(
                 f"{run.path} has no valid checkpoint to export; train or resume it first", option="RUN_DIR"
             )
+        for stale in out.glob("step_*.npz"):  # an earlier export's steps: the folder holds exactly this export
+            if stale not in written:
+                stale.unlink()
         atomic_write_json(out / CONFIG_NAME, transformerlens_config(config.model, tensors, name))
         _write_data(run, config, out / DATA_NAME)
         atomic_write_bytes(out / LOADER_NAME, LOADER.encode())
@@ -159,19 +180,22 @@ def _selected(run: RunDir, steps: list[int] | None) -> list[CheckpointInfo]:
     return [by_step[step] for step in sorted(set(steps))]
 
 
-def _make_folder(out: Path, name: str) -> None:
-    """Make `out`, or reuse it if empty or an earlier export of the same run (its step files stay valid)."""
+def _make_folder(out: Path, identity: dict[str, str]) -> None:
+    """Make `out`, or reuse it if empty or an earlier export of the same run (same path and config hash);
+    records `identity` there first, so an interrupted export of this run can be retried in place."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} is a file; give a folder for the TransformerLens export")
     if out.is_dir() and any(out.iterdir()):
         try:
-            earlier = json.loads((out / CONFIG_NAME).read_text()).get("model_name")
-        except (OSError, ValueError, AttributeError):
+            earlier = json.loads((out / EXPORT_NAME).read_text())
+        except (OSError, ValueError):
             earlier = None
-        if earlier != name:
-            raise UsageError(f"{out} holds other files than an export of this run; give an empty or new folder")
+        if not isinstance(earlier, dict) or {key: earlier.get(key) for key in identity} != identity:
+            whose = f" (an export of {earlier.get('run')})" if isinstance(earlier, dict) and earlier.get("run") else ""
+            raise UsageError(f"{out} holds other files than an export of this run{whose}; give an empty or new folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / EXPORT_NAME, identity)
     except OSError as err:
         raise UsageError(f"cannot write {out}: {err.strerror}") from None
 
@@ -184,14 +208,24 @@ def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
 
 
 def _write_data(run: RunDir, config: Config, path: Path) -> None:
+    """data.npz: every example with its true label, and the examples and labels the run actually trained on."""
+    from grokkit.api import trained_on
     from grokkit.data import make_dataset
 
     d = config.data
     dataset = make_dataset(d.task, d.p, seed=config.data_seed, n_bits=d.n_bits, k_bits=d.k_bits, n_samples=d.n_samples)
     split = run.split()
+    train_idx, train_labels = trained_on(split, config, dataset)
     _write_npz(
         path,
-        {"tokens": dataset.tokens, "labels": dataset.labels, "train_idx": split.train_idx, "val_idx": split.val_idx},
+        {
+            "tokens": dataset.tokens,
+            "true_labels": dataset.labels,
+            "train_idx": train_idx,
+            "train_labels": train_labels,
+            "val_idx": split.val_idx,
+            "split_train_idx": split.train_idx,
+        },
     )
 
 
@@ -238,13 +272,24 @@ def answer_logits(model: HookedTransformer, tokens: np.ndarray, batch: int = 409
     return torch.cat(chunks)
 
 
+def predict(step_file: Path, data: dict) -> np.ndarray:
+    """One step's predicted class for every example."""
+    return answer_logits(load(step_file), data["tokens"]).argmax(-1).numpy()
+
+
+def accuracies(predicted: np.ndarray, data: dict) -> dict:
+    """Train accuracy on the labels trained on (grokkit's train_acc: --train-subset's examples, --label-noise's
+    labels), validation accuracy on the true labels."""
+    train = predicted[data["train_idx"]] == data["train_labels"]
+    val = predicted[data["val_idx"]] == data["true_labels"][data["val_idx"]]
+    return {"train": float(train.mean()), "val": float(val.mean())}
+
+
 def main() -> None:
-    with np.load(HERE / "data.npz") as data:
-        tokens, labels = data["tokens"], data["labels"]
-        splits = {"train": data["train_idx"], "val": data["val_idx"]}
+    with np.load(HERE / "data.npz") as npz:
+        data = {name: npz[name] for name in npz.files}
     for step_file in sorted(HERE.glob("step_*.npz")):
-        predicted = answer_logits(load(step_file), tokens).argmax(-1).numpy()
-        accuracy = {name: round(float((predicted[idx] == labels[idx]).mean()), 4) for name, idx in splits.items()}
+        accuracy = {name: round(value, 4) for name, value in accuracies(predict(step_file, data), data).items()}
         print(f"step {int(step_file.stem.removeprefix('step_')):,}: accuracy {accuracy}")
 
 

@@ -96,6 +96,51 @@ def test_model_at_each_checkpoint_reproduces_the_recorded_accuracies(run):
         assert correct[run.split.train_idx].mean() == pytest.approx(recorded[step]["train_acc"], abs=1e-6)
 
 
+LINEAGE = {**TINY, "train.steps": 60, "train.eval_every": 20, "train.checkpoint_every": 20, "train.early_exit": False}
+
+
+@pytest.fixture(scope="module")
+def lineage_runs(tmp_path_factory):
+    """A --label-noise run and a --train-subset run (initialized from a plain source run), tiny."""
+    root = tmp_path_factory.mktemp("lineage")
+    start_run(resolve(None, {**LINEAGE, "data.label_noise": 0.3}), root / "noisy")
+    start_run(resolve(None, LINEAGE), root / "source")
+    subset = {**LINEAGE, "train.init_from": f"{root / 'source'}@60", "data.train_subset": 0.5}
+    start_run(resolve(None, subset), root / "subset")
+    return {"noisy": root / "noisy", "subset": root / "subset"}
+
+
+@pytest.mark.parametrize("name", ["noisy", "subset"])
+def test_train_idx_and_labels_are_those_trained_on_and_reproduce_recorded_train_acc(lineage_runs, name):
+    from grokkit.train import make_experiment
+
+    run = grokkit.load_run(lineage_runs[name])
+    exp = make_experiment(run.config, split=run.split)
+    np.testing.assert_array_equal(run.train_idx, exp.train_idx)
+    np.testing.assert_array_equal(run.train_labels, exp.train_labels[0])
+    if name == "subset":
+        assert len(run.train_idx) == round(0.5 * len(run.split.train_idx)) < len(run.split.train_idx)
+    else:
+        np.testing.assert_array_equal(run.train_idx, run.split.train_idx)
+        assert (run.train_labels != run.dataset.labels[run.train_idx]).sum() == round(0.3 * len(run.train_idx))
+    recorded, mismatches = {r["step"]: r for r in run.records}, []
+    for step in run.checkpoints:
+        predicted = np.asarray(run.model(step)(jnp.asarray(run.dataset.tokens))).argmax(-1)
+        train_acc = (predicted[run.train_idx] == run.train_labels).mean()
+        assert train_acc == pytest.approx(recorded[step]["train_acc"], abs=1e-6)
+        stored_split = (predicted[run.split.train_idx] == run.dataset.labels[run.split.train_idx]).mean()
+        mismatches.append(stored_split != pytest.approx(recorded[step]["train_acc"], abs=1e-6))
+        assert (predicted[run.split.val_idx] == run.dataset.labels[run.split.val_idx]).mean() == pytest.approx(
+            recorded[step]["val_acc"], abs=1e-6
+        )
+    assert any(mismatches)  # the stored split and true labels would not give the recorded train_acc
+
+
+def test_plain_run_trains_on_its_whole_split(run):
+    np.testing.assert_array_equal(run.train_idx, run.split.train_idx)
+    np.testing.assert_array_equal(run.train_labels, run.dataset.labels[run.split.train_idx])
+
+
 def test_params_default_to_the_newest_checkpoint(run):
     newest, latest, first = run.params(run.checkpoints[-1]), run.params(), run.params(run.checkpoints[0])
     assert np.array_equal(newest["embed_VD"], latest["embed_VD"])

@@ -4,6 +4,9 @@ import ast
 import json
 import math
 import runpy
+import shutil
+import sys
+import types
 from importlib.metadata import version
 
 import numpy as np
@@ -16,9 +19,9 @@ from grokkit.config import resolve
 from grokkit.data import split_dataset
 from grokkit.errors import UsageError
 from grokkit.rundir import RunDir
-from grokkit.runner import start_run
+from grokkit.runner import resume_run, start_run
 from grokkit.train import abstract_state, make_experiment, state_from_arrays
-from grokkit.transformerlens import CONFIG_NAME, DATA_NAME, LOADER_NAME, export_transformerlens
+from grokkit.transformerlens import CONFIG_NAME, DATA_NAME, EXPORT_NAME, LOADER_NAME, export_transformerlens
 
 SHORT = {"train.steps": 20, "train.eval_every": 10, "train.checkpoint_every": 10}
 ONE_LAYER = {**TINY, **SHORT}
@@ -80,7 +83,7 @@ def test_names_shapes_and_config(exports, name, shape_args):
     written, out = exports[name]
     assert [p.name for p in written] == ["step_000000010.npz", "step_000000020.npz"]
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [CONFIG_NAME, DATA_NAME, LOADER_NAME, *(p.name for p in written)]
+        [CONFIG_NAME, DATA_NAME, EXPORT_NAME, LOADER_NAME, *(p.name for p in written)]
     )
     expected = expected_shapes(*shape_args)
     for path in written:
@@ -169,9 +172,67 @@ def test_data_file_holds_every_example_and_the_runs_split(runs, exports):
     run = RunDir.open(runs["one"])
     exp = make_experiment(run.config(), split=run.split())
     np.testing.assert_array_equal(data["tokens"], exp.dataset.tokens)
-    np.testing.assert_array_equal(data["labels"], exp.dataset.labels)
+    np.testing.assert_array_equal(data["true_labels"], exp.dataset.labels)
     np.testing.assert_array_equal(data["train_idx"], run.split().train_idx)
+    np.testing.assert_array_equal(data["split_train_idx"], run.split().train_idx)
+    np.testing.assert_array_equal(data["train_labels"], exp.dataset.labels[run.split().train_idx])
     np.testing.assert_array_equal(data["val_idx"], run.split().val_idx)
+
+
+@pytest.fixture(scope="module")
+def lineage_runs(runs, tmp_path_factory):
+    """A --label-noise run and a --train-subset run (initialized from run "one"), as tiny transformers."""
+    root = tmp_path_factory.mktemp("tl-lineage")
+    start_run(resolve(None, {**ONE_LAYER, "data.label_noise": 0.3}), root / "noisy")
+    subset = {**ONE_LAYER, "train.init_from": f"{runs['one']}@20", "data.train_subset": 0.5}
+    start_run(resolve(None, subset), root / "subset")
+    return {"noisy": root / "noisy", "subset": root / "subset"}
+
+
+def tl_predictions(out, step_file, tokens):
+    """The export's predicted class for every example at one step, by the NumPy TransformerLens forward pass."""
+    cfg = json.loads((out / CONFIG_NAME).read_text())
+    return tl_forward(read_npz(step_file), cfg, tokens)[:, -1].argmax(-1)
+
+
+def run_loader_main(out, monkeypatch, capsys):
+    """The export's loader script's main(), with HookedTransformer replaced by the NumPy forward pass above:
+    {step: accuracy} as it prints them."""
+    fake_torch, fake_tl = types.ModuleType("torch"), types.ModuleType("transformer_lens")
+    fake_torch.Tensor = fake_tl.HookedTransformer = fake_tl.HookedTransformerConfig = object
+    monkeypatch.setitem(sys.modules, "torch", fake_torch)
+    monkeypatch.setitem(sys.modules, "transformer_lens", fake_tl)
+    loader = runpy.run_path(str(out / LOADER_NAME))
+    loader["main"].__globals__["predict"] = lambda path, data: tl_predictions(out, path, data["tokens"])
+    capsys.readouterr()
+    loader["main"]()
+    printed = {}
+    for line in capsys.readouterr().out.splitlines():
+        step, accuracy = line.removeprefix("step ").split(": accuracy ")
+        printed[int(step.replace(",", ""))] = ast.literal_eval(accuracy)
+    return printed
+
+
+@pytest.mark.parametrize("name", ["noisy", "subset"])
+def test_loader_train_accuracy_is_grokkits_recorded_train_acc(lineage_runs, tmp_path, monkeypatch, capsys, name):
+    export_transformerlens(lineage_runs[name], tmp_path / "out")
+    data = read_npz(tmp_path / "out" / DATA_NAME)
+    run = RunDir.open(lineage_runs[name])
+    exp = make_experiment(run.config(), split=run.split())
+    np.testing.assert_array_equal(data["train_idx"], exp.train_idx)
+    np.testing.assert_array_equal(data["train_labels"], exp.train_labels[0])
+    np.testing.assert_array_equal(data["split_train_idx"], run.split().train_idx)
+    np.testing.assert_array_equal(data["true_labels"], exp.dataset.labels)
+    recorded = {r["step"]: r for r in run.read_metrics().records}
+    printed = run_loader_main(tmp_path / "out", monkeypatch, capsys)
+    assert {10, 20} <= set(printed) <= {0, 10, 20}  # a --init-from run also checkpoints its initial state
+    for step in (10, 20):
+        accuracy = printed[step]
+        assert accuracy["train"] == pytest.approx(recorded[step]["train_acc"], abs=1e-4)
+        assert accuracy["val"] == pytest.approx(recorded[step]["val_acc"], abs=1e-4)
+    final = tl_predictions(tmp_path / "out", tmp_path / "out" / "step_000000020.npz", data["tokens"])
+    whole_split = (final[data["split_train_idx"]] == data["true_labels"][data["split_train_idx"]]).mean()
+    assert whole_split != pytest.approx(recorded[20]["train_acc"], abs=1e-4)  # the stored split would be wrong
 
 
 def test_loader_script_is_valid_python(exports):
@@ -191,13 +252,51 @@ def test_chosen_steps_and_bad_ones(runs, tmp_path):
 def test_a_folder_is_reused_only_for_the_same_run(runs, tmp_path):
     export_transformerlens(runs["one"], tmp_path / "a", steps=[10])
     export_transformerlens(runs["one"], tmp_path / "a", steps=[20])
-    assert sorted(p.name for p in (tmp_path / "a").glob("step_*.npz")) == ["step_000000010.npz", "step_000000020.npz"]
+    assert sorted(p.name for p in (tmp_path / "a").glob("step_*.npz")) == ["step_000000020.npz"]  # only this export
     with pytest.raises(UsageError, match="holds other files than an export of this run"):
         export_transformerlens(runs["two"], tmp_path / "a")
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "notes.txt").write_text("mine")
     with pytest.raises(UsageError, match="holds other files"):
         export_transformerlens(runs["one"], tmp_path / "b")
+
+
+def test_another_run_with_the_same_folder_name_is_refused_not_mixed_in(runs, tmp_path):
+    other = tmp_path / "other" / "one"  # same basename as runs["one"], another seed
+    start_run(resolve(None, {**ONE_LAYER, "seed": 1, "train.steps": 10}), other)
+    out = tmp_path / "tl"
+    export_transformerlens(runs["one"], out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(UsageError, match=r"holds other files than an export of this run \(an export of .*one\)"):
+        export_transformerlens(other, out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing of the other run written
+    identity = json.loads((out / EXPORT_NAME).read_text())
+    assert identity["run"] == str(runs["one"].resolve()) and len(identity["config_hash"]) == 64
+    copy = tmp_path / "copy" / "one"  # the same config at another path is another run too
+    shutil.copytree(runs["one"], copy)
+    with pytest.raises(UsageError, match="holds other files than an export of this run"):
+        export_transformerlens(copy, out)
+
+
+def test_a_config_hash_change_at_the_same_path_is_refused(runs, tmp_path):
+    copy = tmp_path / "one"
+    shutil.copytree(runs["one"], copy)
+    export_transformerlens(copy, tmp_path / "tl")
+    config = json.loads((copy / "config.json").read_text())
+    config["seed"] += 1
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UsageError, match="holds other files than an export of this run"):
+        export_transformerlens(copy, tmp_path / "tl")
+
+
+def test_steps_gone_after_resume_restart_leave_the_export(runs, tmp_path):
+    copy = tmp_path / "one"
+    shutil.copytree(runs["one"], copy)
+    export_transformerlens(copy, tmp_path / "tl")
+    resume_run(copy, steps=10, restart=True)  # checkpoints now: step 10 only, of the new trajectory
+    written = export_transformerlens(copy, tmp_path / "tl")
+    assert sorted(p.name for p in (tmp_path / "tl").glob("step_*.npz")) == [p.name for p in written]
+    assert [p.name for p in written] == ["step_000000010.npz"]
 
 
 def test_an_invalid_checkpoint_is_skipped_unless_asked_for(runs, tmp_path):
