@@ -32,11 +32,12 @@ from typing import Any
 import numpy as np
 
 from grokkit.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
-from grokkit.config import Config
+from grokkit.config import Config, option_name
 from grokkit.data import Split, brief
 from grokkit.errors import UsageError
 
-_SOURCE = re.compile(r"^(?P<run>.*?)(?:@(?P<step>[0-9_]+))?$", re.DOTALL)
+_SOURCE = re.compile(r"^(?P<run>.*?)(?:@(?P<step>[0-9]+(?:_[0-9]+)*))?$", re.DOTALL)  # STEP: 100, 1_000
+INIT_FROM, MASK_FROM = option_name("train.init_from"), option_name("optim.mask_from")
 DATA_KEYS = ("task", "p", "train_frac", "n_bits", "k_bits", "n_samples")
 """Data settings a source run must share with the new run (and its data seed), so its split is this run's."""
 NOISE_SALT = 0x6E6F6973  # "nois": the label-noise draw's stream, apart from the split's
@@ -112,7 +113,8 @@ def _check_data(source: Source, config: Config, option: str) -> None:
     if source.config.data_seed != config.data_seed:
         raise UsageError(
             f"the source run has data seed {source.config.data_seed}, this run {config.data_seed}: "
-            "it must have the same split",
+            f"it must have the same split (pass {option_name('data.data_seed')} {source.config.data_seed} "
+            "to keep the source's split whatever the seed)",
             option=option,
         )
 
@@ -144,23 +146,38 @@ def _template(config: Config) -> dict[str, Any]:
     return {_leaf_name(path): leaf for path, leaf in paths}
 
 
-def pin_sources(config: Config) -> Config:
+def pin_sources(config: Config, cache: dict[tuple[str, bool], Source] | None = None) -> Config:
     """Check and pin --init-from and --mask-from: absolute RUN@STEP and the checkpoint's SHA-256 in the config.
 
     Refuses (UsageError, exit 2) a missing or damaged source, another task or data, mismatched tensor
-    shapes, a subset that leaves no example, and a checksum that differs from a pinned one.
+    shapes, a subset that leaves no example, and a checksum that differs from a pinned one. `cache` (a sweep
+    checking every member) keeps each source read once.
     """
+    cache = {} if cache is None else cache
+
+    def load(text: str, option: str, need_step: bool = False) -> Source:
+        if (text, need_step) not in cache:
+            cache[text, need_step] = load_source(text, option, need_step)
+        return cache[text, need_step]
+
     t, o = config.train, config.optim
     if t.init_from is None and o.mask_from is None:
         return config
     template = _template(config)
     if t.init_from is not None:
-        source = load_source(t.init_from, "--init-from")
-        _check_pin(source, t.init_sha256, "--init-from")
-        _check_data(source, config, "--init-from")
-        _check_shapes(source, template, "params/", "--init-from")
+        source = load(t.init_from, INIT_FROM)
+        _check_pin(source, t.init_sha256, INIT_FROM)
+        _check_data(source, config, INIT_FROM)
+        _check_shapes(source, template, "params/", INIT_FROM)
         if t.init_optimizer:
-            _check_shapes(source, template, "opt_state/", "--init-from")
+            _check_shapes(source, template, "opt_state/", INIT_FROM)
+            if source.step >= config.train.steps:  # it would start with its budget spent: nothing to train
+                raise UsageError(
+                    f"{INIT_FROM} {source.pinned} continues at step {source.step:,} "
+                    f"({option_name('train.init_optimizer')}), so the "
+                    f"budget must exceed it: pass a total above {source.step:,}",
+                    option=option_name("train.steps"),
+                )
         config = dataclasses.replace(
             config, train=dataclasses.replace(t, init_from=source.pinned, init_sha256=source.sha256)
         )
@@ -169,18 +186,18 @@ def pin_sources(config: Config) -> Config:
             if round(config.data.train_subset * n_train) < 1:
                 raise UsageError(
                     f"{config.data.train_subset} of the {n_train} training examples leaves none",
-                    option="--train-subset",
+                    option=option_name("data.train_subset"),
                 )
     if o.mask_from is not None:
-        source = load_source(o.mask_from, "--mask-from", need_step=True)
-        _check_pin(source, o.mask_sha256, "--mask-from")
+        source = load(o.mask_from, MASK_FROM, need_step=True)
+        _check_pin(source, o.mask_sha256, MASK_FROM)
         if source.config.data.task != config.data.task or source.config.data.p != config.data.p:
             raise UsageError(
                 f"the source run is {source.config.data.task} p={source.config.data.p}, this run "
                 f"{config.data.task} p={config.data.p}",
-                option="--mask-from",
+                option=MASK_FROM,
             )
-        _check_shapes(source, template, "params/", "--mask-from")
+        _check_shapes(source, template, "params/", MASK_FROM)
         config = dataclasses.replace(
             config, optim=dataclasses.replace(o, mask_from=source.pinned, mask_sha256=source.sha256)
         )
@@ -268,14 +285,14 @@ def apply_lineage(exp: Any, state: Any) -> Any:
         return state
     arrays = state_to_arrays(state)
     if t.init_from is not None:
-        source = load_source(t.init_from, "--init-from")
-        _check_pin(source, t.init_sha256, "--init-from")
+        source = load_source(t.init_from, INIT_FROM)
+        _check_pin(source, t.init_sha256, INIT_FROM)
         taken = ("params/", "opt_state/", "step") if t.init_optimizer else ("params/",)
         arrays.update({k: v for k, v in source.arrays.items() if k.startswith(taken)})
     masks: dict[str, np.ndarray] = {}
     if o.mask_from is not None and o.prune > 0:  # --prune 0 (a sweep's dense baseline) prunes nothing
-        source = load_source(o.mask_from, "--mask-from", need_step=True)
-        _check_pin(source, o.mask_sha256, "--mask-from")
+        source = load_source(o.mask_from, MASK_FROM, need_step=True)
+        _check_pin(source, o.mask_sha256, MASK_FROM)
         rng = np.random.default_rng([config.seed, MASK_SALT])
         for name, value in list(arrays.items()):
             if prunable(name, value.shape):

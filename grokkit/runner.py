@@ -30,10 +30,10 @@ from grokkit.checkpoint import (
     remove_temp_files,
     save_checkpoint,
 )
-from grokkit.config import Config
+from grokkit.config import Config, option_name
 from grokkit.errors import StorageError, UsageError
 from grokkit.jax_setup import configure_jax
-from grokkit.rundir import RunDir, default_run_dir
+from grokkit.rundir import RunDir, default_run_dir, point_latest
 
 Notify = Callable[[str], None]
 OnEval = Callable[[dict[str, Any]], None]
@@ -250,18 +250,44 @@ def _fit_and_record(
     on_eval: OnEval | None,
     stop: StopRequest,
     elapsed_before: float,
-    extra_sinks: ExtraSinks,
+    extra: list[Any],
 ) -> RunResult:
     from grokkit.train import fit
 
-    extra = list(extra_sinks(run, config, history))
+    sink = _Tee([_DiskSink(run, config, history, on_eval), *extra])
+    result = fit(exp, state, history, sink=sink, should_stop=stop, elapsed_before=elapsed_before)
+    return RunResult(run.path, result.reason, result.history, run.summary())
+
+
+@contextmanager
+def _closing(extra: list[Any]) -> Iterator[list[Any]]:
+    """Close the extra sinks however training ends (wandb marks a run that ends without on_finish as failed)."""
     try:
-        sink = _Tee([_DiskSink(run, config, history, on_eval), *extra])
-        result = fit(exp, state, history, sink=sink, should_stop=stop, elapsed_before=elapsed_before)
+        yield extra
     finally:
         for other in extra:
             getattr(other, "close", lambda: None)()
-    return RunResult(run.path, result.reason, result.history, run.summary())
+
+
+def _start_sinks_in_new_run(
+    extra_sinks: ExtraSinks, run: RunDir, config: Config, history: list[dict[str, Any]], made_folder: bool
+) -> list[Any]:
+    """Start the extra sinks of a run just created; if one cannot start (wandb not logged in), take the run
+    back out again (the folder too, where the run made it) so the same command can simply be run again."""
+    import shutil
+
+    try:
+        return list(extra_sinks(run, config, history))
+    except BaseException:
+        if made_folder:
+            shutil.rmtree(run.path, ignore_errors=True)
+        else:  # a folder the user made beforehand (it was empty): emptied again
+            for entry in list(run.path.iterdir()):
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+        raise
 
 
 def start_run(
@@ -282,16 +308,19 @@ def start_run(
     config = pin_sources(config)
     exp = make_experiment(config)
     state = initial_state(exp)
-    run = RunDir.create(
-        Path(run_dir) if run_dir else default_run_dir(config), config, current_env(), exp.split, notify=notify
-    )
+    path = Path(run_dir) if run_dir else default_run_dir(config)
+    made_folder = not path.is_dir()
+    run = RunDir.create(path, config, current_env(), exp.split, link_latest=False, notify=notify)
+    extra = _start_sinks_in_new_run(extra_sinks, run, config, [], made_folder)
+    if why := point_latest(run.path):  # only once the run is sure to start
+        notify(why)
     notify(f"run directory: {run.path}")
-    with run.lock():
+    with _closing(extra), run.lock():
         write_noise_file(run.path, exp)
         sink = _DiskSink(run, config, [], None)
         if config.train.init_from or config.optim.mask_from:  # from now on the run starts from its own checkpoints
             sink.on_checkpoint(state, 0.0)
-        return _fit_and_record(run, config, exp, state, [], on_eval, stop or StopRequest(), 0.0, extra_sinks)
+        return _fit_and_record(run, config, exp, state, [], on_eval, stop or StopRequest(), 0.0, extra)
 
 
 def _check_env(run: RunDir, force: bool, notify: Notify) -> None:
@@ -387,7 +416,9 @@ def _plan_restore(run: RunDir, config: Config) -> _Plan:
             messages.append(f"config.json changes {changes} from step {info.step:,} on")
         step = info.step
         if config.train.steps < step:
-            raise UsageError(f"the run is already at step {step}; pass a total of at least {step}", option="--steps")
+            raise UsageError(
+                f"the run is already at step {step}; pass a total of at least {step}", option=option_name("train.steps")
+            )
         state = with_config_hyperparameters(state, config)
         history = [r for r in read.records if r["step"] <= step]
         return _Plan(exp, state, history, float(meta.get("elapsed_s", 0.0)), messages)
@@ -461,14 +492,14 @@ ASIDE = "previous-"
 
 
 def _start_over(run: RunDir, config: Config, notify: Notify):
-    """`resume --restart`: move checkpoints, metrics, summary, split and env aside; train config.json from step 0."""
+    """`resume --restart`: move checkpoints, metrics, summary, split, env and label noise aside; train from step 0."""
     import io
     import shutil
 
     import numpy as np
 
     from grokkit.atomic import atomic_write_bytes, atomic_write_json
-    from grokkit.lineage import initial_state
+    from grokkit.lineage import NOISE_FILE, initial_state, write_noise_file
     from grokkit.train import make_experiment
 
     exp = make_experiment(config)  # the split config.json gives (the old split.npz is kept aside)
@@ -483,7 +514,7 @@ def _start_over(run: RunDir, config: Config, notify: Notify):
         aside.mkdir()
         if _config_describes_checkpoints(run, config):  # then the folder aside is a run report can read
             shutil.copy2(run.path / "config.json", aside / "config.json")
-        for name in ("checkpoints", "metrics.jsonl", "summary.json", "split.npz", "env.json"):
+        for name in ("checkpoints", "metrics.jsonl", "summary.json", "split.npz", "env.json", NOISE_FILE):
             source = run.path / name
             if source.exists() or source.is_symlink():
                 os.rename(source, aside / name)
@@ -492,6 +523,7 @@ def _start_over(run: RunDir, config: Config, notify: Notify):
         np.savez(buffer, train_idx=exp.split.train_idx, val_idx=exp.split.val_idx)
         atomic_write_bytes(run.path / "split.npz", buffer.getvalue())
         atomic_write_json(run.path / "env.json", current_env())
+        write_noise_file(run.path, exp)  # config.json's label noise (none: no file)
         run.checkpoints.mkdir()
         run.rewrite_metrics([])
         run.save_config(config)
@@ -557,18 +589,20 @@ def resume_run(
     if early_exit is not None:
         train_cfg = dataclasses.replace(train_cfg, early_exit=early_exit)
     if train_cfg.steps < 1:
-        raise UsageError(f"must be >= 1, got {train_cfg.steps}", option="--steps")
+        raise UsageError(f"must be >= 1, got {train_cfg.steps}", option=option_name("train.steps"))
     config = dataclasses.replace(config, train=train_cfg)
     configure_jax()
+    before: list[dict[str, Any]] = []  # the history the run continues from (--restart: none)
     if not restart:
         _check_env(run, force, notify)
         run.refuse_if_in_use()  # a run being trained changes under a reader: the owner is the news
-        _plan_restore(run, config)  # refuse before touching anything, the lock file included
-    with run.lock():
+        before = _plan_restore(run, config).history  # refuse before touching anything, the lock file included
+    extra = list(extra_sinks(run, config, before))  # before anything changes: a sink that cannot start changes nothing
+    with _closing(extra), run.lock():
         exp, state, history, elapsed = (_start_over if restart else _restore)(run, config, notify)
         on_history(history)
         notify(f"resuming {run.path} from step {int(state.step):,} of {config.train.steps:,}")
-        return _fit_and_record(run, config, exp, state, history, on_eval, stop or StopRequest(), elapsed, extra_sinks)
+        return _fit_and_record(run, config, exp, state, history, on_eval, stop or StopRequest(), elapsed, extra)
 
 
 OnGroup = Callable[[int, int, int, int, list], None]
@@ -606,11 +640,29 @@ def start_sweep(
     from grokkit.sweep import create_sweep_dir
 
     configure_jax()
+    _check_member_sources(spec)
     create_sweep_dir(sweep_dir, spec, notify)
     _refuse_before_writing(Path(sweep_dir), spec, shard, force=False, steps=None)
     return _run_sweep(
         Path(sweep_dir), spec, shard, notify, on_group, stop or StopRequest(), force=False, extra_sinks=extra_sinks
     )
+
+
+def _check_member_sources(spec) -> None:
+    """Check every member's --init-from/--mask-from (another seed or data seed per member, say) before the sweep
+    folder is made, so a member the source does not fit is refused up front rather than after others started."""
+    from grokkit.lineage import Source, pin_sources
+
+    members = spec.members()
+    cache: dict[tuple[str, bool], Source] = {}  # each source run read once
+    for grid_member in members:
+        try:
+            pin_sources(grid_member.config, cache)
+        except UsageError as err:
+            if len(members) == 1:
+                raise
+            message = str(err).removeprefix(f"{err.option}: ") if err.option else str(err)
+            raise UsageError(f"sweep member {grid_member.name}: {message}", option=err.option) from None
 
 
 def resume_sweep(
@@ -680,6 +732,7 @@ def _run_sweep(
     with ExitStack() as locks:
         for grid_member in shard_members(spec.members(), shard):
             member_path = path / grid_member.name
+            made_folder = None  # for a member created now: whether its folder was made by it
             if (member_path / "config.json").exists():
                 run = RunDir.open(member_path)
                 config = run.config()
@@ -694,6 +747,7 @@ def _run_sweep(
             else:
                 config = pin_sources(grid_member.config)
                 exp = make_experiment(config)
+                made_folder = not member_path.is_dir()
                 run = RunDir.create(member_path, config, env, exp.split, link_latest=False, notify=notify)
                 locks.enter_context(run.lock())
                 write_noise_file(run.path, exp)
@@ -703,7 +757,10 @@ def _run_sweep(
                 if config.train.init_from or config.optim.mask_from:
                     _DiskSink(run, config, [], None).on_checkpoint(state, 0.0)
             step = int(state.step)
-            extra = list(extra_sinks(run, config, history))
+            if made_folder is None:
+                extra = list(extra_sinks(run, config, history))
+            else:
+                extra = _start_sinks_in_new_run(extra_sinks, run, config, history, made_folder)
             for other in extra:
                 locks.callback(getattr(other, "close", lambda: None))
             lane = Lane(_Tee([_DiskSink(run, config, history, None), *extra]), list(history), step, elapsed,

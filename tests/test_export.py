@@ -200,3 +200,58 @@ def test_a_sweep_logs_each_member_to_wandb(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     for member in ("seed=0", "seed=1"):
         assert any((sweep / member / "wandb").glob("offline-run-*")), member
+
+
+@pytest.fixture
+def wandb_that_cannot_start(monkeypatch):
+    """A stand-in wandb module whose init fails (not logged in, no network), as wandb.init raises then."""
+    import sys
+    import types
+
+    module = types.ModuleType("wandb")
+
+    def init(**kwargs):
+        raise RuntimeError("api_key not configured (no-tty)")
+
+    module.init = init
+    module.Settings = lambda **kwargs: kwargs
+    monkeypatch.setitem(sys.modules, "wandb", module)
+    return module
+
+
+def _tree(path):
+    return {str(p.relative_to(path)): p.read_bytes() if p.is_file() else None for p in sorted(path.rglob("*"))}
+
+
+def test_a_wandb_start_that_fails_leaves_no_run_behind(tmp_path, wandb_that_cannot_start):
+    import os
+
+    from conftest import TINY_FLAGS
+    from typer.testing import CliRunner
+
+    from grokkit.cli import app
+
+    runner = CliRunner()
+    runs = tmp_path / "runs"
+    start_run(resolve(None, {**TINY, "train.steps": 20}), runs / "a")
+    assert os.readlink(runs / "latest") == "a"
+    before = _tree(runs)
+    for attempt in range(2):  # the same command again fails the same way, not with "already holds a run"
+        result = runner.invoke(app, ["train", *TINY_FLAGS, "--run-dir", str(runs / "wb"), "--wandb", "proj"])
+        assert result.exit_code == 2 and "wandb could not start" in result.stderr, (attempt, result.output)
+        assert "already holds" not in result.stderr
+        assert not (runs / "wb").exists() and _tree(runs) == before
+    (runs / "empty").mkdir()  # a folder the user made: kept, and empty again
+    result = runner.invoke(app, ["train", *TINY_FLAGS, "--run-dir", str(runs / "empty"), "--wandb", "proj"])
+    assert result.exit_code == 2 and list((runs / "empty").iterdir()) == []
+    (runs / "empty").rmdir()
+    # resume (with a larger budget, and --restart) changes nothing when wandb cannot start
+    for flags in (["--steps", "40"], ["--restart"]):
+        result = runner.invoke(app, ["resume", str(runs / "a"), *flags, "--wandb", "proj"])
+        assert result.exit_code == 2 and "wandb could not start" in result.stderr, result.output
+        assert _tree(runs) == before, flags
+    # a sweep: a member whose sink cannot start is not left half made
+    sweep = tmp_path / "s"
+    result = runner.invoke(app, ["sweep", *TINY_FLAGS, "--seed", "0:2", "--run-dir", str(sweep), "--wandb", "t"])
+    assert result.exit_code == 2, result.output
+    assert not (sweep / "seed=0").exists() and not (sweep / "seed=1").exists()

@@ -279,3 +279,69 @@ def test_report_names_the_label_noise_phase(tmp_path):
     assert "label-noise phase (Doshi et al. 2024)" in " ".join(result.output.split())
     result = runner.invoke(app, ["report", str(tmp_path / "n"), "--json"])
     assert json.loads(result.output)["noise_phase"] in ("memorization", "forgetting", "confusion")
+
+
+def test_a_sweep_member_the_source_does_not_fit_is_refused_before_any_folder(source, tmp_path):
+    sweep = tmp_path / "sws"
+    result = runner.invoke(
+        app, ["sweep", *TINY_FLAGS, "--init-from", str(source), "--seed", "0,1", "--run-dir", str(sweep)]
+    )
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--init-from" in lines[0] and "seed=1" in lines[0] and "--data-seed 0" in lines[0]
+    assert not sweep.exists()
+
+
+@pytest.mark.parametrize("step", [40, 60])
+def test_continuing_the_optimizer_needs_a_budget_past_the_source_step(source, tmp_path, step):
+    flags = ["--init-from", f"{source}@{step}", "--init-optimizer", "--run-dir", str(tmp_path / "x")]
+    result = runner.invoke(app, ["train", *TINY_FLAGS, *flags])  # --steps 40
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --steps:") and f"above {step}" in lines[0], lines
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("step", ["_", "1__0", "100_", "_20"])
+def test_a_malformed_source_step_is_one_line_exit_2(source, tmp_path, step):
+    result = runner.invoke(
+        app, ["train", *TINY_FLAGS, "--init-from", f"{source}@{step}", "--run-dir", str(tmp_path / "x")]
+    )
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--init-from" in lines[0], result.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_restart_moves_the_label_noise_aside_and_writes_config_json_s(tmp_path):
+    from grokkit.train import make_experiment
+
+    run = tmp_path / "noisy"
+    start_run(resolve(None, {**TINY, "data.label_noise": 0.2, "train.steps": 20}), run)
+    old = np.load(run / "label_noise.npz")["index"]
+    raw = json.loads((run / "config.json").read_text())
+    raw["data"]["label_noise"] = 0.1
+    (run / "config.json").write_text(json.dumps(raw))
+    resume_run(run, restart=True)
+    (aside,) = run.glob("previous-*")
+    assert np.array_equal(np.load(aside / "label_noise.npz")["index"], old)
+    new = np.load(run / "label_noise.npz")["index"]
+    assert len(new) == round(0.1 * make_experiment(RunDir.open(run).config()).n_train) < len(old)
+    raw["data"]["label_noise"] = 0.0
+    (run / "config.json").write_text(json.dumps(raw))
+    resume_run(run, restart=True)
+    assert not (run / "label_noise.npz").exists()
+
+
+def test_flag_names_come_from_the_option_table():
+    import inspect
+
+    import grokkit.lineage
+    import grokkit.runner
+
+    for module, flags in (
+        (grokkit.lineage, ("--init-from", "--mask-from", "--train-subset")),
+        (grokkit.runner, ("--steps",)),
+    ):
+        text = inspect.getsource(module)
+        assert not [flag for flag in flags if f'"{flag}"' in text]

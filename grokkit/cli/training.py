@@ -233,7 +233,7 @@ resume_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
                 bool,
                 typer.Option(
                     help="Start over from step 0 with config.json as it is; the old checkpoints, metrics, summary, "
-                    "split and env are moved to RUN_DIR/previous-<time>/, never deleted."
+                    "split, env and label noise are moved to RUN_DIR/previous-<time>/, never deleted."
                 ),
             ],
         ),
