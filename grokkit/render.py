@@ -236,7 +236,7 @@ def _duration(seconds: float | None) -> str:
 
 
 _STOPPED = {
-    Ending.budget: "Trained the whole budget ({step} steps)",
+    Ending.budget: "Trained to the end of its budget (step {step})",
     Ending.early_exit: "Stopped early at step {step}: validation accuracy had stayed >= 99% long enough",
     Ending.interrupted: "Interrupted at step {step}; checkpoint saved",
     Ending.diverged: "Diverged by step {step}; the last good checkpoint is kept",

@@ -100,7 +100,7 @@ def test_run_outcome_uses_reports_verdict():
     cut = str(render.run_outcome("runs/x", Ending.interrupted, memorized, 10_000, 1.0))
     assert cut.startswith("still training: memorized at step 50") and "Resume with: grokkit resume runs/x" in cut
     spent = str(render.run_outcome("runs/x", Ending.budget, memorized, 150, 1.0))
-    assert spent.startswith("memorization only: memorized at step 50") and "whole budget" in spent
+    assert spent.startswith("memorization only: memorized at step 50") and "end of its budget (step" in spent
     assert "Diverged" in str(render.run_outcome("runs/x", Ending.diverged, memorized, 10_000, 1.0))
 
 
