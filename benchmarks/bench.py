@@ -89,7 +89,7 @@ def bench_config(name: str, preset: str | None, windows: int) -> dict:
         rates.append(chunk / (time.perf_counter() - start))
     steps_per_s = statistics.median(rates)
     evaluation = jax.jit(lambda params: evaluate(exp, params, data))
-    plain_evaluation = jax.jit(lambda params: evaluate(exp, params, data._replace(directions=None)))
+    plain_evaluation = jax.jit(lambda params: evaluate(exp, params, data._replace(basis=None)))
     _timed(evaluation, state.params)
     _timed(plain_evaluation, state.params)
     eval_s = statistics.median(_timed(evaluation, state.params) for _ in range(windows))

@@ -13,7 +13,7 @@ CONFIRM_EVALS = 2
 GROKKED_RATIO = 2.0
 """Validation 99% at least this many times later than train 99% counts as delayed generalization."""
 CIRCUIT_LOSS = 0.1
-"""Circuit formation ends when the restricted loss (key frequencies only) first falls below this."""
+"""Circuit formation ends when the restricted loss (key components only) first falls below this."""
 DEFAULT_PATIENCE = 5
 """Evaluations without a new best validation loss before early stopping fires (PyTorch Lightning uses 3)."""
 
@@ -205,7 +205,7 @@ def early_exit_due(history: list[dict[str, Any]], window: int) -> bool:
 
 def circuit_step(history: list[dict[str, Any]], *, settled: bool = False) -> int | None:
     """Where circuit formation ends: the first evaluation from memorization on at which the restricted loss
-    (key frequencies only) is below CIRCUIT_LOSS, or generalization if that comes first.
+    (key components only) is below CIRCUIT_LOSS, or generalization if that comes first.
 
     With `settled`, only a step that no later evaluation can change (else None).
     """
@@ -228,7 +228,7 @@ def phases(history: list[dict[str, Any]]) -> dict[str, dict[str, int | None]] | 
     """Nanda et al. 2023's three phases, by a rule (the paper draws them by eye).
 
     memorization: from the start to the memorized step (train accuracy >= 99%, held);
-    circuit formation: to `circuit_step` (the key-frequency circuit alone solves the task);
+    circuit formation: to `circuit_step` (the key components alone solve the task);
     cleanup: to the generalized step (validation accuracy >= 99%, held).
     None for runs without progress measures; a phase not finished has end None.
     """
@@ -336,13 +336,15 @@ def _progress_report(history: list[dict[str, Any]], found: dict[str, Any]) -> di
     """Phases, key frequencies and the early warning, for runs that record progress measures."""
     found_phases = phases(history)
     if found_phases is None:
-        return {"phases": None, "key_frequencies": None, "circuit_step": None, "warning_steps": None}
+        return {"phases": None, "key_frequencies": None, "key_irreps": None, "circuit_step": None,
+                "warning_steps": None}  # fmt: skip
     circuit = found_phases["circuit_formation"]["end"]
     generalized = found["generalized_step"]
     return {
         "phases": found_phases,
         "phase_story": phase_story(history, found_phases),
         "key_frequencies": history[-1].get("key_frequencies"),
+        "key_irreps": history[-1].get("key_irreps"),
         "circuit_step": circuit,
         "warning_steps": generalized - circuit if circuit is not None and generalized is not None else None,
     }

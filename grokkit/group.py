@@ -57,12 +57,12 @@ def stack_data(members: list[Member]) -> tuple[Data, Data]:
         every=first.every if every_shared else jax.tree.map(lambda *xs: jnp.stack(xs), *[p.every for p in parts]),
         train_idx=jnp.stack([p.train_idx for p in parts]),
         val_idx=jnp.stack([p.val_idx for p in parts]),
-        directions=first.directions,
+        basis=first.basis,
     )
     # vmap's in_axes: Data's own pytree, with 0 (stacked) or None (shared) where the arrays go.
     axis: Any = 0
     every_axes: Any = None if every_shared else Batch(axis, axis)
-    axes = Data(train=Batch(axis, axis), every=every_axes, train_idx=axis, val_idx=axis, directions=None)
+    axes = Data(train=Batch(axis, axis), every=every_axes, train_idx=axis, val_idx=axis, basis=None)
     return stacked, axes
 
 
@@ -123,15 +123,15 @@ def train_group(
 
 
 def _member_data(exp: Experiment, device: Any, like: Data | None) -> Data:
-    """`exp`'s data on `device`, sharing the arrays equal to `like`'s (every example, the Fourier
-    directions: the same for most members) instead of holding a copy per member."""
+    """`exp`'s data on `device`, sharing the arrays equal to `like`'s (every example,
+    the task's basis: the same for most members) instead of holding a copy per member."""
     data = exp.device_data()
     if like is not None:
         if jax.tree.all(jax.tree.map(np.array_equal, data.every, like.every)):
             data = data._replace(every=like.every)
-        mine, theirs = data.directions, like.directions
-        if mine is not None and theirs is not None and np.array_equal(mine, theirs):
-            data = data._replace(directions=theirs)
+        mine, theirs = data.basis, like.basis
+        if mine is not None and theirs is not None and jax.tree.all(jax.tree.map(np.array_equal, mine, theirs)):
+            data = data._replace(basis=theirs)
     return jax.device_put(data, device)
 
 

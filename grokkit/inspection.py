@@ -13,19 +13,11 @@ import numpy as np
 from flax import nnx
 
 from grokkit.atomic import atomic_write_bytes
+from grokkit.bases import CYCLIC_TASKS, fourier_basis, frequency_of_row
 from grokkit.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
 from grokkit.errors import UsageError
 from grokkit.models import Transformer
-from grokkit.progress import (
-    SUPPORTED_TASKS,
-    cross_entropy,
-    fourier_basis,
-    frequency_norms,
-    gini,
-    key_frequency_mask,
-    split_logits,
-    sum_directions,
-)
+from grokkit.progress import basis_data, component_norms, cross_entropy, gini, key_component_mask, split_logits
 from grokkit.reference import plain_transformer_internals
 from grokkit.rundir import RunDir
 from grokkit.train import Experiment, TrainState, abstract_state, make_experiment, state_from_arrays
@@ -113,9 +105,9 @@ def inspect_run(path: Path, step: int | None = None) -> Inspection:
     """Load a checkpoint and measure its Fourier structure on every pair of the task."""
     run = RunDir.open(path)
     config = run.config()
-    if config.data.task not in SUPPORTED_TASKS:
+    if config.data.task not in CYCLIC_TASKS:
         raise UsageError(
-            f"inspect explains modular addition/subtraction ({', '.join(SUPPORTED_TASKS)}); "
+            f"inspect explains modular addition/subtraction ({', '.join(CYCLIC_TASKS)}); "
             f"this run's task is {config.data.task}",
             option="RUN_DIR",
         )
@@ -132,11 +124,14 @@ def inspect_run(path: Path, step: int | None = None) -> Inspection:
         logits, hidden, attention = inside["logits_BC"], inside["mlp_hidden_BF"], np.asarray(inside["attention_BHT"])
     else:
         logits, hidden, attention = model(tokens), model.first_hidden(tokens), np.zeros((0, 0, 0))
-    norms = frequency_norms(model.operand_embedding(p))
-    mask = key_frequency_mask(norms)
+    assert exp.basis is not None
+    basis = basis_data(exp.basis, exp.dataset)
+    assert basis.answer_N is not None
+    norms = component_norms(model.operand_embedding(p), basis.basis_GG, basis.component_of_row_G, p // 2)
+    mask = key_component_mask(norms, basis.dims_R)
     keys = [int(k) + 1 for k in np.flatnonzero(np.asarray(mask))]
-    directions = jnp.asarray(sum_directions(p, SUPPORTED_TASKS[config.data.task]))
-    restricted, excluded = split_logits(logits, directions, mask)
+    row_mask = jnp.concatenate([jnp.zeros((1,), bool), mask])[basis.component_of_row_G].astype(logits.dtype)
+    restricted, excluded = split_logits(logits, basis.answer_N, basis.basis_GG, row_mask)
     train_idx = jnp.asarray(exp.train_idx)
     dominant, share = neuron_frequencies(np.asarray(hidden), p)
     return Inspection(
@@ -171,7 +166,9 @@ def spectra_over_training(path: Path) -> tuple[list[int], np.ndarray]:
             continue
         model = nnx.merge(exp.graphdef, state_from_arrays(template, arrays).params)
         steps.append(info.step)
-        rows.append(np.asarray(frequency_norms(model.operand_embedding(exp.dataset.n_values))))
+        p = exp.dataset.n_values
+        basis, rows_k = jnp.asarray(fourier_basis(p)), jnp.asarray(frequency_of_row(p))
+        rows.append(np.asarray(component_norms(model.operand_embedding(p), basis, rows_k, p // 2)))
     return steps, np.stack(rows) if rows else np.zeros((0, exp.dataset.n_values // 2))
 
 

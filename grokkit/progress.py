@@ -1,45 +1,55 @@
-"""Progress measures of Nanda et al. 2023 for modular addition, as pure JAX/NumPy functions.
+"""Progress measures in the task's basis (`grokkit.bases`), as pure JAX functions.
 
-Frequencies k = 1..p//2, angular frequency w_k = 2*pi*k/p. Grid tensors are over all
-pairs (a, b) in x-major order, the order `make_dataset` produces: index = a * p + b.
+Nanda et al. 2023 for modular addition, Chughtai et al. 2023 for any finite group: the embedding's
+power per component (frequency or irrep), its Gini, the key components, and the restricted and
+excluded losses. Logits are split along the answer: F[s, c] is the mean logit of class c over the
+examples whose answer is the group element s; the key part of an example's logits is
+(sum over key components rho of P_rho F)[its answer]. Restricted logits = key part + the mean logits
+(the trivial component); excluded logits = logits - key part. For modular addition this is exactly
+the projection onto cos/sin(w_k (a + b)) over the grid of Nanda et al.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-KEY_FREQUENCY_SHARE = 0.5
-"""A frequency is key when its embedding norm is at least this fraction of the largest one."""
-MAX_KEY_FREQUENCIES = 8
+from grokkit.bases import GroupBasis
+from grokkit.data import Dataset
 
-SUPPORTED_TASKS = {"mod-add": 1, "mod-sub": -1}
-"""Tasks whose answer is a function of a + sign * b, so the trig-identity circuit applies."""
-
-
-def fourier_basis(p: int) -> np.ndarray:
-    """Orthonormal Fourier basis over residues, rows: constant, cos(w_1 x), sin(w_1 x), ... [p, p]."""
-    x = np.arange(p)
-    rows = [np.ones(p)]
-    for k in range(1, p // 2 + 1):
-        rows.append(np.cos(2 * np.pi * k * x / p))
-        if 2 * k != p:
-            rows.append(np.sin(2 * np.pi * k * x / p))
-    basis = np.stack(rows)
-    return (basis / np.linalg.norm(basis, axis=1, keepdims=True)).astype(np.float32)
+KEY_COMPONENT_SHARE = 0.5
+"""A component is key when its embedding norm per dimension is at least this share of the largest one."""
+MAX_KEY_COMPONENTS = 8
 
 
-def frequency_norms(embed_PD: jax.Array) -> jax.Array:
-    """Norm of the embedding's cos/sin components for each frequency k = 1..p//2: [p, d] -> [p//2]."""
-    p = embed_PD.shape[0]
-    coefficients_FD = jnp.asarray(fourier_basis(p)) @ embed_PD
-    squared_F = jnp.sum(jnp.square(coefficients_FD[1:]), axis=-1)
-    n = p // 2
-    if p % 2 == 0:  # the last frequency has a cosine only
-        squared_F = jnp.concatenate([squared_F, jnp.zeros((1,))])
-    return jnp.sqrt(squared_F.reshape(n, 2).sum(-1))
+class BasisData(NamedTuple):
+    """A task's basis on the device, for the compiled evaluation."""
+
+    basis_GG: jax.Array  # orthonormal rows
+    component_of_row_G: jax.Array  # int32, 0 = trivial
+    value_of_element_G: jax.Array  # int32: operand token of each group element
+    dims_R: jax.Array  # float32: each non-trivial component's dimension
+    answer_N: jax.Array | None  # int32: each example's answer element, -1 outside the group; None: undefined
+
+
+def basis_data(basis: GroupBasis, dataset: Dataset) -> BasisData:
+    return BasisData(
+        jnp.asarray(basis.basis_GG),
+        jnp.asarray(basis.component_of_row),
+        jnp.asarray(basis.value_of_element),
+        jnp.asarray(basis.dims, jnp.float32),
+        jnp.asarray(basis.answer_elements(dataset)) if basis.answer_defined else None,
+    )
+
+
+def component_norms(embed_GD: jax.Array, basis_GG: jax.Array, component_of_row_G: jax.Array, n: int) -> jax.Array:
+    """Norm of the embedding's projection onto each non-trivial component: [G, D] -> [n]."""
+    squared_G = jnp.sum(jnp.square(basis_GG @ embed_GD), axis=-1)
+    return jnp.sqrt(jax.ops.segment_sum(squared_G, component_of_row_G, num_segments=n + 1)[1:])
 
 
 def gini(values: jax.Array) -> jax.Array:
@@ -50,50 +60,65 @@ def gini(values: jax.Array) -> jax.Array:
     return jnp.sum((2 * index - n - 1) * x) / (n * jnp.sum(x) + 1e-12)
 
 
-def key_frequency_mask(norms_F: jax.Array) -> jax.Array:
-    """The key frequencies: norm >= KEY_FREQUENCY_SHARE of the largest, at most MAX_KEY_FREQUENCIES."""
-    rank_F = jnp.argsort(jnp.argsort(-norms_F))
-    return (norms_F >= KEY_FREQUENCY_SHARE * norms_F.max()) & (rank_F < MAX_KEY_FREQUENCIES)
+def key_component_mask(norms_R: jax.Array, dims_R: jax.Array) -> jax.Array:
+    """The key components: norm / sqrt(dimension) >= KEY_COMPONENT_SHARE of the largest, at most
+    MAX_KEY_COMPONENTS (per dimension, so a 36-dimensional irrep does not win by size alone)."""
+    density_R = norms_R / jnp.sqrt(dims_R)
+    rank_R = jnp.argsort(jnp.argsort(-density_R))
+    return (density_R >= KEY_COMPONENT_SHARE * density_R.max()) & (rank_R < MAX_KEY_COMPONENTS)
 
 
-def sum_directions(p: int, sign: int) -> np.ndarray:
-    """Unit vectors cos(w_k(a + sign*b)), sin(w_k(a + sign*b)) over the grid: [p//2, 2, p*p]."""
-    a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
-    s = (a + sign * b).ravel()
-    k = np.arange(1, p // 2 + 1)[:, None]
-    directions = np.stack([np.cos(2 * np.pi * k * s / p), np.sin(2 * np.pi * k * s / p)], axis=1)
-    norms = np.linalg.norm(directions, axis=-1, keepdims=True)
-    return (directions / np.where(norms == 0, 1, norms)).astype(np.float32)
+def split_logits(
+    logits_NC: jax.Array, answer_N: jax.Array, basis_GG: jax.Array, row_mask_G: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """(restricted, excluded) logits (module docstring); rows whose answer is -1 are meaningless."""
+    inside_N = (answer_N >= 0).astype(logits_NC.dtype)
+    element_N = jnp.maximum(answer_N, 0)
+    order = basis_GG.shape[0]
+    sums_GC = jax.ops.segment_sum(logits_NC * inside_N[:, None], element_N, num_segments=order)
+    counts_G = jax.ops.segment_sum(inside_N, element_N, num_segments=order)
+    mean_GC = sums_GC / jnp.maximum(counts_G, 1)[:, None]
+    key_GC = basis_GG.T @ (row_mask_G[:, None] * (basis_GG @ mean_GC))
+    key_NC = key_GC[element_N]
+    mean_C = jnp.sum(logits_NC * inside_N[:, None], axis=0) / jnp.maximum(inside_N.sum(), 1)
+    return key_NC + mean_C, logits_NC - key_NC
 
 
-def split_logits(logits_NC: jax.Array, directions_F2N: jax.Array, mask_F: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """(restricted, excluded) logits: the grid logits' components along the key directions, plus their
-    mean over the grid (restricted); and the logits with those components removed (excluded)."""
-    weights_F2 = jnp.broadcast_to(mask_F[:, None], directions_F2N.shape[:2]).astype(logits_NC.dtype)
-    coefficients_F2C = jnp.einsum("fgn,nc->fgc", directions_F2N, logits_NC)
-    key_part_NC = jnp.einsum("fg,fgn,fgc->nc", weights_F2, directions_F2N, coefficients_F2C)
-    restricted_NC = key_part_NC + logits_NC.mean(axis=0, keepdims=True)
-    return restricted_NC, logits_NC - key_part_NC
-
-
-def cross_entropy(logits_NC: jax.Array, labels_N: jax.Array) -> jax.Array:
-    return optax.softmax_cross_entropy_with_integer_labels(logits_NC, labels_N).mean()
+def cross_entropy(logits_NC: jax.Array, labels_N: jax.Array, weight_N: jax.Array | None = None) -> jax.Array:
+    """Mean softmax cross-entropy, over the examples with weight 1 when `weight_N` is given."""
+    loss_N = optax.softmax_cross_entropy_with_integer_labels(logits_NC, labels_N)
+    if weight_N is None:
+        return loss_N.mean()
+    return jnp.sum(loss_N * weight_N) / jnp.maximum(jnp.sum(weight_N), 1)
 
 
 def progress_measures(
-    embed_PD: jax.Array,
-    logits_NC: jax.Array,
-    labels_N: jax.Array,
-    train_idx: jax.Array,
-    directions_F2N: jax.Array,
+    embed_VD: jax.Array, logits_NC: jax.Array, labels_N: jax.Array, train_idx: jax.Array, data: BasisData
 ) -> dict[str, jax.Array]:
-    """Embedding Gini, key frequencies, restricted loss (all pairs) and excluded loss (train pairs)."""
-    norms_F = frequency_norms(embed_PD)
-    mask_F = key_frequency_mask(norms_F)
-    restricted_NC, excluded_NC = split_logits(logits_NC, directions_F2N, mask_F)
-    return {
-        "embed_gini": gini(norms_F),
-        "key_frequency_mask": mask_F,
-        "restricted_loss": cross_entropy(restricted_NC, labels_N),
-        "excluded_loss": cross_entropy(excluded_NC[train_idx], labels_N[train_idx]),
+    """Embedding Gini over the components; with a defined answer also the key components, the restricted
+    loss (every example in the group) and the excluded loss (training examples in the group)."""
+    n = data.dims_R.shape[0]
+    norms_R = component_norms(embed_VD[data.value_of_element_G], data.basis_GG, data.component_of_row_G, n)
+    measures = {"embed_gini": gini(norms_R)}
+    if data.answer_N is None:
+        return measures
+    mask_R = key_component_mask(norms_R, data.dims_R)
+    row_mask_G = jnp.concatenate([jnp.zeros((1,), bool), mask_R])[data.component_of_row_G].astype(logits_NC.dtype)
+    restricted_NC, excluded_NC = split_logits(logits_NC, data.answer_N, data.basis_GG, row_mask_G)
+    inside_N = (data.answer_N >= 0).astype(jnp.float32)
+    return measures | {
+        "key_component_mask": mask_R,
+        "restricted_loss": cross_entropy(restricted_NC, labels_N, inside_N),
+        "excluded_loss": cross_entropy(excluded_NC[train_idx], labels_N[train_idx], inside_N[train_idx]),
     }
+
+
+def key_names(basis: GroupBasis, mask_R: np.ndarray) -> list[int] | list[str]:
+    """The key components' names: frequencies as integers, irreps by name."""
+    chosen = [basis.labels[r] for r in np.flatnonzero(np.asarray(mask_R))]
+    return [int(k) for k in chosen] if basis.is_frequency else chosen
+
+
+def key_field(basis: GroupBasis) -> str:
+    """Where a record keeps its key components: "key_frequencies" or "key_irreps"."""
+    return "key_frequencies" if basis.is_frequency else "key_irreps"

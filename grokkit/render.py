@@ -412,12 +412,16 @@ def phases_view(report: dict[str, Any]) -> Group:
         label = name.replace("_", " ")
         table.add_row(label, f"{start}–{end}", story.get(name, "not reached" if span["start"] is None else "ongoing"))
     parts: list[Any] = [Text("phases (Nanda et al. 2023; rule in grokkit/analysis.py)", style="bold"), table]
-    keys = report.get("key_frequencies") or []
-    parts.append(Text(f"key frequencies (k, w = 2πk/p): {', '.join(map(str, keys)) or 'none'}"))
+    if report.get("key_irreps") is not None:
+        circuit = "key-irrep"
+        parts.append(Text(f"key irreps (Chughtai et al. 2023): {', '.join(report['key_irreps']) or 'none'}"))
+    else:
+        circuit, keys = "key-frequency", report.get("key_frequencies") or []
+        parts.append(Text(f"key frequencies (k, w = 2πk/n in the task's basis): {', '.join(map(str, keys)) or 'none'}"))
     if report.get("warning_steps") is not None:
         parts.append(
             Text(
-                f"early warning: the key-frequency circuit alone solved the task at step {report['circuit_step']:,}, "
+                f"early warning: the {circuit} circuit alone solved the task at step {report['circuit_step']:,}, "
                 f"{report['warning_steps']:,} steps before validation accuracy reached 99%",
                 style="cyan",
             )

@@ -25,6 +25,7 @@ import numpy as np
 
 from grokkit.analysis import RunStatus
 from grokkit.atomic import append_line_durably, atomic_symlink, atomic_write_bytes, atomic_write_json, umask
+from grokkit.bases import MEASURE_NAMES
 from grokkit.config import Config, config_keys, option_name, validate
 from grokkit.data import Split, input_space_size, task_label
 from grokkit.errors import UsageError
@@ -171,8 +172,7 @@ class MetricsRead:
 
 METRIC_NUMBERS = ("train_loss", "train_acc", "val_loss", "val_acc", "param_norm")
 """Numbers every metrics record has (besides its step)."""
-OPTIONAL_NUMBERS = ("elapsed_s", "restricted_loss", "excluded_loss", "embed_gini", "train_acc_clean",
-                    "train_acc_corrupted", "train_acc_corrupted_true")  # fmt: skip
+OPTIONAL_NUMBERS = ("elapsed_s", *MEASURE_NAMES, "train_acc_clean", "train_acc_corrupted", "train_acc_corrupted_true")
 
 
 def _is_number(value: Any) -> bool:
@@ -208,6 +208,9 @@ def metrics_record_problem(record: Any) -> str:
     keys = record.get("key_frequencies", [])
     if not isinstance(keys, list) or not all(_is_count(k) for k in keys):
         return "key_frequencies must be a list of integers"
+    irreps = record.get("key_irreps", [])
+    if not isinstance(irreps, list) or not all(isinstance(k, str) for k in irreps):
+        return "key_irreps must be a list of names"
     return ""
 
 

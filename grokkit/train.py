@@ -16,12 +16,14 @@ import optax
 from flax import nnx
 
 from grokkit.analysis import Ending, early_exit_due
+from grokkit.bases import MEASURE_NAMES, GroupBasis, task_basis
 from grokkit.config import Config, Loss, LossDtype
 from grokkit.data import Dataset, Split, make_dataset, split_dataset
 from grokkit.errors import TrainingDiverged
 from grokkit.models import build_model
 from grokkit.optim import build_optimizer, hyperparameters
-from grokkit.progress import SUPPORTED_TASKS, progress_measures, sum_directions
+from grokkit.parity import parity_measures
+from grokkit.progress import BasisData, basis_data, key_field, key_names, progress_measures
 
 METRIC_NAMES = ("train_loss", "train_acc", "val_loss", "val_acc", "param_norm")
 NOISE_METRICS = ("train_acc_clean", "train_acc_corrupted", "train_acc_corrupted_true")
@@ -47,7 +49,7 @@ class Data(NamedTuple):
     every: Batch  # every example in dataset order (for pairwise tasks, the x-major grid)
     train_idx: jax.Array
     val_idx: jax.Array
-    directions: jax.Array | None  # cos/sin(w_k(a +- b)) over the grid, for the progress measures
+    basis: BasisData | None  # the task's basis, for the progress measures (grokkit.bases)
 
 
 @dataclass(frozen=True)
@@ -83,22 +85,19 @@ class Experiment:
     def n_train(self) -> int:
         return len(self.train_idx)
 
-    @property
-    def tracks_progress(self) -> bool:
-        """Whether the Fourier progress measures apply (modular addition/subtraction over the full grid)."""
-        return self.dataset.task in SUPPORTED_TASKS
+    @cached_property
+    def basis(self) -> GroupBasis | None:
+        """The task's basis for the progress measures (None: parity, rand)."""
+        return task_basis(self.dataset.task, self.config.data.p)
 
     def device_data(self) -> Data:
         ds, sp = self.dataset, self.split
-        directions = None
-        if self.tracks_progress:
-            directions = jnp.asarray(sum_directions(ds.n_values, SUPPORTED_TASKS[ds.task]))
         return Data(
             train=Batch(jnp.asarray(ds.tokens[self.train_idx]), jnp.asarray(self.train_labels[0])),
             every=Batch(jnp.asarray(ds.tokens), jnp.asarray(ds.labels)),
             train_idx=jnp.asarray(self.train_idx),
             val_idx=jnp.asarray(sp.val_idx),
-            directions=directions,
+            basis=None if self.basis is None else basis_data(self.basis, ds),
         )
 
 
@@ -219,9 +218,11 @@ def evaluate(exp: Experiment, params: nnx.State, data: Data) -> dict[str, Any]:
     }
     if exp.config.data.label_noise > 0:
         metrics.update(noise_accuracies(logits_NC[data.train_idx], data.train.labels_B, labels_N[data.train_idx]))
-    if data.directions is not None:
-        embed_PD = model.operand_embedding(exp.dataset.n_values)
-        metrics.update(progress_measures(embed_PD, logits_NC, labels_N, data.train_idx, data.directions))
+    if data.basis is not None:
+        embed_VD = model.operand_embedding(exp.dataset.n_values)
+        metrics.update(progress_measures(embed_VD, logits_NC, labels_N, data.train_idx, data.basis))
+    if exp.dataset.task == "sparse-parity":
+        metrics.update(parity_measures(model, data.every.tokens_BT, exp.config.data.k_bits))
     return metrics
 
 
@@ -323,15 +324,16 @@ class FitResult:
     elapsed_s: float
 
 
-def eval_record(metrics: dict[str, Any], step: int, elapsed_s: float) -> dict[str, Any]:
-    """One metrics.jsonl line from an evaluation's (host) metrics."""
+def eval_record(
+    metrics: dict[str, Any], step: int, elapsed_s: float, basis: GroupBasis | None = None
+) -> dict[str, Any]:
+    """One metrics.jsonl line from an evaluation's (host) metrics (`basis` names the key components)."""
     record: dict[str, Any] = {"step": step, **{k: float(metrics[k]) for k in METRIC_NAMES}}
     record["param_norms"] = {name: float(v) for name, v in metrics["param_norms"].items()}
     record.update({name: float(metrics[name]) for name in NOISE_METRICS if name in metrics})
-    if "restricted_loss" in metrics:
-        for name in ("restricted_loss", "excluded_loss", "embed_gini"):
-            record[name] = float(metrics[name])
-        record["key_frequencies"] = [int(k) + 1 for k in np.flatnonzero(np.asarray(metrics["key_frequency_mask"]))]
+    record.update({name: float(metrics[name]) for name in MEASURE_NAMES if name in metrics})
+    if basis is not None and "key_component_mask" in metrics:
+        record[key_field(basis)] = key_names(basis, metrics["key_component_mask"])
     record["elapsed_s"] = round(elapsed_s, 3)
     return record
 
@@ -415,7 +417,7 @@ def run_lanes(
         for i, metrics in zip(active, program.advance(active, n_steps), strict=True):
             lane = lanes[i]
             lane.step += n_steps
-            record = eval_record(metrics, lane.step, lane.elapsed_before + time.perf_counter() - start)
+            record = eval_record(metrics, lane.step, lane.elapsed_before + time.perf_counter() - start, exp.basis)
             bad = [k for k in METRIC_NAMES if not math.isfinite(record[k])]
             if bad:
                 kept = (

@@ -4,13 +4,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from grokkit import progress
+from grokkit import bases, progress
 from grokkit.analysis import CIRCUIT_LOSS, phases, run_report
+from grokkit.data import make_dataset
 
 
 @pytest.mark.parametrize("p", [7, 8, 13, 97])
 def test_fourier_basis_is_orthonormal(p):
-    basis = progress.fourier_basis(p)
+    basis = bases.fourier_basis(p)
     assert basis.shape == (p, p)
     np.testing.assert_allclose(basis @ basis.T, np.eye(p), atol=1e-5)
 
@@ -31,16 +32,22 @@ def synthetic_embedding(p, frequencies, d=16, noise=0.01, seed=0):
     return jnp.asarray(embed + noise * rng.normal(size=(p, d)), jnp.float32)
 
 
+def frequency_norms(embed):
+    p = embed.shape[0]
+    basis = progress.basis_data(bases.task_basis("mod-add", p), make_dataset("mod-add", p))
+    return progress.component_norms(embed, basis.basis_GG, basis.component_of_row_G, p // 2), basis
+
+
 def test_key_frequencies_of_a_synthetic_embedding():
     p = 97
     embed = synthetic_embedding(p, [4, 17, 33])
-    norms = progress.frequency_norms(embed)
+    norms, basis = frequency_norms(embed)
     assert norms.shape == (48,)
-    mask = progress.key_frequency_mask(norms)
-    assert [int(k) + 1 for k in np.flatnonzero(np.asarray(mask))] == [4, 17, 33]
+    mask = progress.key_component_mask(norms, basis.dims_R)
+    assert progress.key_names(bases.task_basis("mod-add", p), mask) == [4, 17, 33]
     assert float(progress.gini(norms)) > 0.9
     flat = jnp.asarray(np.random.default_rng(1).normal(size=(p, 16)), jnp.float32)
-    assert float(progress.gini(progress.frequency_norms(flat))) < 0.4
+    assert float(progress.gini(frequency_norms(flat)[0])) < 0.4
 
 
 def test_restricted_and_excluded_loss_on_a_known_answer():
@@ -52,9 +59,9 @@ def test_restricted_and_excluded_loss_on_a_known_answer():
     labels = jnp.asarray((a + b) % p)
     noise = np.random.default_rng(0).normal(size=logits.shape) * 2.0  # memorization-like, not a + b
     logits = jnp.asarray(logits + noise, jnp.float32)
-    directions = jnp.asarray(progress.sum_directions(p, 1))
-    mask = jnp.asarray(np.isin(np.arange(1, p // 2 + 1), keys))
-    restricted, excluded = progress.split_logits(logits, directions, mask)
+    row_mask = jnp.asarray(np.isin(bases.frequency_of_row(p), keys), jnp.float32)
+    basis = jnp.asarray(bases.fourier_basis(p))
+    restricted, excluded = progress.split_logits(logits, labels, basis, row_mask)
     full_loss = float(progress.cross_entropy(logits, labels))
     restricted_loss = float(progress.cross_entropy(restricted, labels))
     excluded_loss = float(progress.cross_entropy(excluded, labels))
@@ -62,11 +69,6 @@ def test_restricted_and_excluded_loss_on_a_known_answer():
     assert float((restricted.argmax(-1) == labels).mean()) == 1.0
     assert excluded_loss > 2.0  # without the key frequencies, about chance (log 23 = 3.1)
     np.testing.assert_allclose(restricted + excluded - logits.mean(0), logits, atol=1e-3)
-
-
-def test_sum_directions_are_unit_vectors():
-    directions = progress.sum_directions(11, -1)
-    np.testing.assert_allclose(np.linalg.norm(directions, axis=-1), 1.0, rtol=1e-5)
 
 
 def curve(n, memorized, circuit, generalized, every=100):
