@@ -590,13 +590,24 @@ def sweep_outcome(result) -> Text:
 
 
 def _median_range(row: dict[str, Any], name: str) -> str:
-    """The median step over seeds, with its range on a second line when seeds differ."""
-    median = row[f"{name}_median"]
-    if median is None:
+    """The median step over seeds ("> N" when censored: half or more not there by step N), the range of the seeds
+    that got there below it, and how many got there when not all did."""
+    median, above = row[f"{name}_median"], row.get(f"{name}_median_above")
+    if median is not None:
+        head = f"{median:,.0f}"
+    elif above is not None:
+        head = f"> {above:,.0f}"
+    else:
         return "—"
     low, high = row[f"{name}_min"], row[f"{name}_max"]
-    spread = f"\n[{low:,}–{high:,}]" if low != high else ""
-    return f"{median:,.0f}{spread}"
+    spread = ""
+    if low is not None and low != high:
+        spread = f"\n[{low:,}–{high:,}]"
+    elif low is not None and median is None:
+        spread = f"\n[{low:,}]"
+    reached, runs = row.get(f"{name}_reached"), row.get(f"{name}_runs")
+    count = f"\n{reached}/{runs}" if reached is not None and runs and reached < runs else ""
+    return f"{head}{spread}{count}"
 
 
 def sweep_view(sweep, width: int = 80, plot: bool = True) -> Group:
@@ -619,7 +630,11 @@ def sweep_view(sweep, width: int = 80, plot: bool = True) -> Group:
             _median_range(row, "generalized"),
             verdicts or "—",
         )
-    legend = "99% columns: first step at which accuracy held 99%, median over seeds, [range] below"
+    legend = (
+        "99% columns: first step at which accuracy held 99%, Kaplan–Meier median over seeds (a seed not there yet is "
+        "censored at its last step; > N: half or more not there by step N), [range of those there] and k/n there "
+        "below"
+    )
     parts: list[Any] = [table, Text(legend, style="dim")]
     swept = swept_point_keys(sweep.spec)
     if plot and len(swept) == 1 and all(isinstance(v, int | float) for v in sweep.spec.axes[swept[0]]):
@@ -652,7 +667,8 @@ def _phase_line(key: str, rows: list[dict[str, Any]], width: int) -> Text:
 
 
 def _phase_grid(sweep, keys: list[str]) -> Table:
-    """Median step to 99% validation accuracy over two swept axes; "—" where no seed generalized."""
+    """Median step to 99% validation accuracy over two swept axes; "> N" where half or more of the seeds had not
+    generalized by step N, "—" where no seed has run."""
     rows_axis, cols_axis = keys
     table = Table(title="time to grok (median step to 99% validation accuracy)", title_justify="left")
     table.add_column(f"{rows_axis.rsplit('.', 1)[-1]} \\ {cols_axis.rsplit('.', 1)[-1]}", style="bold")
@@ -667,8 +683,9 @@ def _phase_grid(sweep, keys: list[str]) -> Table:
             match = [r for r in sweep.aggregates if r["point"].get(rows_axis) == row_value
                      and r["point"].get(cols_axis) == col_value]  # fmt: skip
             median = match[0]["generalized_median"] if match else None
+            above = match[0].get("generalized_median_above") if match else None
             if median is None:
-                cells.append(Text("—", style="dim"))
+                cells.append(Text("—" if above is None else f"> {above:,.0f}", style="dim"))
                 continue
             shade = 0.0 if high == low else (median - low) / (high - low)
             style = "green" if shade < 1 / 3 else "yellow" if shade < 2 / 3 else "red"
@@ -678,32 +695,59 @@ def _phase_grid(sweep, keys: list[str]) -> Table:
 
 
 def comparison_report(result: dict[str, Any]) -> Group:
-    """`grokkit compare`: steps and seconds to each validation threshold on both sides, the speed-ups, warnings."""
+    """`grokkit compare`: steps and seconds to each validation threshold on both sides (censored medians), the
+    speed-ups (bounds, intervals), the grid point each side contributes, and the warnings."""
+    from grokkit.survival import Estimate, Ratio, interval_text, ratio_text, steps_text
+
     table = Table(title=f"{result['candidate']} vs {result['baseline']}", title_justify="left")
     table.add_column("val acc", justify="right", no_wrap=True)
     for column in ("baseline", "candidate"):
         table.add_column(column, justify="right", overflow="fold")
-    for column in ("speed-up (steps)", "speed-up (time)"):
+    for column in ("speed-up\n(steps)", "speed-up\n(time)"):
         table.add_column(column, justify="right")
 
     def side_cell(side: dict[str, Any]) -> str:
-        seconds = "" if side["median_s"] is None else f", {side['median_s']:.1f}s"
-        reached = f"{side['reached']}/{side['runs']} runs{seconds}"
-        best = f"\nbest of {side['points']}: {side['point']}" if side.get("points", 1) > 1 else ""
-        if side["median_step"] is None:
-            return f"not in {side['trained_steps']:,}\n{reached}{best}"
-        spread = f" [{side['min_step']:,}–{side['max_step']:,}]" if side["min_step"] != side["max_step"] else ""
-        return f"{side['median_step']:,.0f}{spread}\n{reached}{best}"
+        head = steps_text(Estimate(side["median_step"], side.get("median_step_above")))
+        low, high = side["min_step"], side["max_step"]
+        spread = ""
+        if low is not None and low != high:
+            spread = f" [{low:,}–{high:,}]"
+        elif low is not None and side["median_step"] is None:
+            spread = f" [{low:,}]"
+        seconds = ""
+        if side["median_s"] is not None:
+            seconds = f", {side['median_s']:.1f}s"
+        elif side.get("median_s_above") is not None:
+            seconds = f", > {side['median_s_above']:.1f}s"
+        return f"{head}{spread}\n{side['reached']}/{side['runs']} runs{seconds}"
+
+    def speedup(row: dict[str, Any], name: str) -> str:
+        text = ratio_text(Ratio(row[name], row.get(f"{name}_bound")))
+        interval = interval_text(row.get(f"{name}_interval"))
+        return f"{text}\n{interval}" if interval else text
 
     for row in result["thresholds"]:
-        ratio = "—" if row["speedup_steps"] is None else f"{row['speedup_steps']:.1f}x"
-        if row["lower_bound"]:
-            ratio = f"> {ratio}"
-        time_ratio = "—" if row["speedup_s"] is None else f"{row['speedup_s']:.1f}x"
-        table.add_row(f"{100 * row['threshold']:g}%", side_cell(row["baseline"]), side_cell(row["candidate"]), ratio,
-                      time_ratio)  # fmt: skip
-    legend = "each side: median steps [range], then runs that got there / runs and their median seconds"
-    parts: list[Any] = [table, Text(legend, style="dim")]
+        table.add_row(f"{100 * row['threshold']:g}%", side_cell(row["baseline"]), side_cell(row["candidate"]),
+                      speedup(row, "speedup_steps"), speedup(row, "speedup_s"))  # fmt: skip
+    parts: list[Any] = [table]
+    for role, chosen in result.get("selection", {}).items():
+        pinned = ", ".join(f"{k.rpartition('.')[2]}={shown(v)}" for k, v in chosen["pinned"].items())
+        words = [f"{role}:"]
+        if pinned:
+            words.append(f"grid point {pinned} (--{role}-point)")
+        if chosen["points_tried"] > 1:
+            over = ", ".join(k.rpartition(".")[2] for k in chosen["tuned_over"])
+            words.append(f"{'then ' if pinned else ''}the fastest of {chosen['points_tried']} grid points over "
+                         f"{over}: {chosen['point']}")  # fmt: skip
+        if len(words) > 1:
+            parts.append(Text(" ".join(words)))
+    legend = (
+        "each side: median steps over seeds (Kaplan–Meier: a seed not there is censored at its last step; "
+        "> N: half or more not there by step N) [range of those there], runs there / runs, median seconds. "
+        "speed-up: baseline median / candidate median, ≥ or ≤ when a median is censored, [95% bootstrap "
+        "interval] with 3 or more seeds a side"
+    )
+    parts.append(Text(legend, style="dim"))
     for warning in result["warnings"]:
         parts.append(Text(f"warning: {warning}", style="yellow"))
     return Group(*parts)

@@ -246,12 +246,14 @@ def write_sweep_figure(sweep: SweepReport, out: Path) -> None:
             i = [getattr(v, "value", v) for v in ys].index(row["point"][keys[0]])
             j = [getattr(v, "value", v) for v in xs].index(row["point"][keys[1]])
             grid[i][j] = value if value is not None else float("nan")
+            if value is None and row.get("generalized_median_above") is not None:  # censored: "> budget", no colour
+                ax.text(j, i, f"> {row['generalized_median_above']:,.0f}", ha="center", va="center", fontsize=8)
         image = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis")
         ax.set_xticks(range(len(xs)), [str(getattr(v, "value", v)) for v in xs])
         ax.set_yticks(range(len(ys)), [str(getattr(v, "value", v)) for v in ys])
         ax.set_xlabel(keys[1])
         ax.set_ylabel(keys[0])
-        fig.colorbar(image, ax=ax, label="median step to 99% validation accuracy")
+        fig.colorbar(image, ax=ax, label="median step to 99% validation accuracy (Kaplan–Meier)")
     else:
         key = keys[0] if keys else None
         done = [r for r in rows if r["generalized_median"] is not None]
@@ -260,9 +262,15 @@ def write_sweep_figure(sweep: SweepReport, out: Path) -> None:
         low = [m - r["generalized_min"] for m, r in zip(medians, done, strict=True)]
         high = [r["generalized_max"] - m for m, r in zip(medians, done, strict=True)]
         ax.errorbar(xs, medians, yerr=[low, high], marker="o", capsize=3)
+        censored = [r for r in rows if r["generalized_median"] is None and r.get("generalized_median_above")]
+        if censored:  # half or more of the seeds not there by the budget: the median lies above it
+            ax.scatter([r["point"][key] if key else 0 for r in censored],
+                       [r["generalized_median_above"] for r in censored], marker="^", color="tab:red",
+                       label="median > budget (censored)")  # fmt: skip
+            ax.legend(fontsize=8)
         ax.set_yscale("log")
         ax.set_xlabel(key or "")
-        ax.set_ylabel("step to 99% validation accuracy (median, seed range)")
+        ax.set_ylabel("step to 99% validation accuracy (Kaplan–Meier median, seed range)")
     ax.set_title(f"{sweep.path.name}: time to grok")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=150)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import statistics
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,42 +220,44 @@ def extend_sweep(path: Path, spec: SweepSpec, steps: int) -> SweepSpec:
     return extended
 
 
-def _median(values: list[int]) -> float | None:
-    return statistics.median(values) if values else None
-
-
 def aggregate(spec: SweepSpec, reports: Mapping[str, dict[str, Any] | None]) -> list[dict[str, Any]]:
-    """One row per grid point (seeds pooled): median and range of the 99% steps, how many grokked, verdicts.
+    """One row per grid point (seeds pooled): the train and validation 99% steps over seeds, how many got there.
 
-    `reports` maps member name -> its run report, or None for a member with no run yet (another shard).
+    A member that has not got there when its run ended is censored at its last trained step (`grokkit.survival`):
+    `{name}_median` is the Kaplan–Meier median, None when half or more of the seeds never got there, with
+    `{name}_median_above` then the longest follow-up ("> N" in the table). `{name}_min`/`{name}_max` range over
+    the seeds that got there, `{name}_reached` of `{name}_runs` (members started) counts them; `generalized`
+    is `generalized_reached`, kept for older readers. `reports` maps member name -> its run report, or None for
+    a member with no run yet (another shard).
     """
+    from grokkit.survival import Sample, summary
+
     point_keys = [k for k in spec.axes if k not in SEED_KEYS]
     rows: dict[tuple, dict[str, Any]] = {}
     for member in spec.members():
         point = tuple((k, getattr(member.values[k], "value", member.values[k])) for k in point_keys)
         row = rows.setdefault(point, {"point": dict(point), "members": 0, "started": 0, "generalized": 0,
-                                      "memorized_steps": [], "generalized_steps": [], "verdicts": {}})  # fmt: skip
+                                      "memorized": [], "generalized_at": [], "verdicts": {}})  # fmt: skip
         row["members"] += 1
         report = reports.get(member.name)
         if report is None:
             continue
         row["started"] += 1
-        if report["memorized_step"] is not None:
-            row["memorized_steps"].append(report["memorized_step"])
+        row["memorized"].append((report["memorized_step"], report["steps"]))
+        row["generalized_at"].append((report["generalized_step"], report["steps"]))
         if report["generalized_step"] is not None:
             row["generalized"] += 1
-            row["generalized_steps"].append(report["generalized_step"])
         row["verdicts"][report["verdict"]] = row["verdicts"].get(report["verdict"], 0) + 1
     out = []
     for row in rows.values():
-        mem, gen = row.pop("memorized_steps"), row.pop("generalized_steps")
-        out.append({
-            **row,
-            "memorized_median": _median(mem), "memorized_min": min(mem, default=None),
-            "memorized_max": max(mem, default=None),
-            "generalized_median": _median(gen), "generalized_min": min(gen, default=None),
-            "generalized_max": max(gen, default=None),
-        })  # fmt: skip
+        observed = {"memorized": row.pop("memorized"), "generalized": row.pop("generalized_at")}
+        stats = {}
+        for name, pairs in observed.items():
+            pooled = summary(Sample.of(pairs))
+            stats.update({f"{name}_median": pooled["median"], f"{name}_median_above": pooled["median_above"],
+                          f"{name}_min": pooled["min"], f"{name}_max": pooled["max"],
+                          f"{name}_reached": pooled["reached"], f"{name}_runs": pooled["runs"]})  # fmt: skip
+        out.append({**row, **stats})
     return out
 
 

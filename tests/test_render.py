@@ -131,7 +131,7 @@ def test_compare_table_fits_80_columns():
     text = text_of(render.comparison_report(result))
     assert_fits_80_columns(text)
     for fragment in ("candidate-run-name vs baseline-run-name", "baseline", "candidate", "400 [200–1,000]",
-                     "3/3 runs", "not in 2,000", "> 5.0x"):  # fmt: skip
+                     "3/3 runs", "> 2,000", "0/1 runs", "≥ 5×"):  # fmt: skip
         assert fragment in text
 
 

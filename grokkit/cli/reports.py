@@ -90,24 +90,59 @@ def report_command(
 def compare_command(
     baseline: Annotated[Path, typer.Argument(help="Baseline run directory or sweep folder.")],
     candidate: Annotated[Path, typer.Argument(help="Candidate run directory or sweep folder.")],
+    baseline_point: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--baseline-point",
+            metavar="KEY=VALUE",
+            help="Use the baseline sweep's members at this grid point (repeatable), e.g. train_frac=0.3 or "
+            "optim.lr=1e-3: how a problem setting is matched, or a tuned one pinned.",
+            show_default=False,
+        ),
+    ] = None,
+    candidate_point: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--candidate-point",
+            metavar="KEY=VALUE",
+            help="The same for the candidate sweep (repeatable).",
+            show_default=False,
+        ),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the comparison as one JSON object.")] = False,
 ) -> None:
     """Is the candidate faster to generalize than the baseline, and is the comparison fair?
 
     For 50/95/99% validation accuracy: the median step (and seconds) at which each side first
-    got there, pooled over seeds when sweep folders are given, and the speed-up. A baseline
-    that never got there gives a lower bound (its trained steps). Warns about what makes the
-    claim unfair: a different task, model, learning rate or effective learning rate (Grokfast),
-    weight decay or loss; a single seed; a baseline whose learning rate and weight decay were
-    not swept.
+    got there and the speed-up (baseline median / candidate median). Seeds are pooled by
+    Kaplan-Meier: a seed that never got there counts as censored at its last step, and a
+    median is "> N" when half or more never got there within N steps; the speed-up is then a
+    bound (>= or <=). With 3 or more seeds a side, a 95% bootstrap interval for the speed-up.
+
+    Both sides must solve the same problem (task and its parameters, train fraction, label
+    noise, model shape): a sweep over such a setting is narrowed with --baseline-point or
+    --candidate-point, never pooled or picked. Over the other swept settings (learning rate,
+    weight decay, Grokfast, ...) each side contributes its fastest grid point, named with the
+    number of points tried. Warns about what makes the claim unfair: a different learning
+    rate or effective learning rate (Grokfast), weight decay, loss or budget; a single seed; a
+    baseline whose learning rate and weight decay were not swept; one side tuned over many
+    more grid points than the other.
     """
     import json
 
     from grokkit.comparison import compare as compare_sides
+    from grokkit.comparison import parse_point, select_point
     from grokkit.render import comparison_report
     from grokkit.reporting import load_side
 
-    result = compare_sides(load_side(baseline, "baseline"), load_side(candidate, "candidate"))
+    pins = parse_point(baseline_point, "--baseline-point"), parse_point(candidate_point, "--candidate-point")
+    sides = load_side(baseline, "baseline"), load_side(candidate, "candidate")
+    result = compare_sides(
+        *(
+            select_point(side, pin, option) if pin else side
+            for side, pin, option in zip(sides, pins, ("--baseline-point", "--candidate-point"), strict=True)
+        )
+    )
     console = stdout()
     if json_out:
         console.out(json.dumps(result), highlight=False)
