@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast lint typecheck format bench bench-sweep profile grok clean
+.PHONY: help setup test test-fast lint typecheck format bench bench-sweep bench-measures profile grok clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ bench: $(STAMP) ## Throughput, GFLOP/s vs peak, start-up, time to grok; then ben
 
 bench-sweep: $(STAMP) ## 8-seed sweep vs 8 sequential runs, nanda2023 sweep capacity (ARGS=--config small ...)
 	$(BIN)/python benchmarks/sweep_bench.py $(ARGS)
+
+bench-measures: $(STAMP) ## Progress measures' share of a chunk at the default eval interval, per family (ARGS=--quick)
+	$(BIN)/python benchmarks/measure_cost.py $(ARGS)
 
 profile: $(STAMP) ## Where a step's time goes: plain vs fast model, forward, backward, optimizer
 	$(BIN)/python benchmarks/profile_step.py $(ARGS)
