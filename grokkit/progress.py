@@ -22,7 +22,10 @@ from grokkit.bases import GroupBasis
 from grokkit.data import Dataset
 
 KEY_COMPONENT_SHARE = 0.5
-"""A component is key when its embedding norm per dimension is at least this share of the largest one."""
+"""A component is key when its embedding norm per dimension is at least this share of the largest one..."""
+KEY_COMPONENT_EXCESS = 2.0
+"""...and its energy per dimension at least this multiple of the embedding's average, so that an unstructured
+(random or memorizing) embedding, whose energy is spread evenly, has no key components."""
 MAX_KEY_COMPONENTS = 8
 
 
@@ -61,11 +64,17 @@ def gini(values: jax.Array) -> jax.Array:
 
 
 def key_component_mask(norms_R: jax.Array, dims_R: jax.Array) -> jax.Array:
-    """The key components: norm / sqrt(dimension) >= KEY_COMPONENT_SHARE of the largest, at most
-    MAX_KEY_COMPONENTS (per dimension, so a 36-dimensional irrep does not win by size alone)."""
-    density_R = norms_R / jnp.sqrt(dims_R)
-    rank_R = jnp.argsort(jnp.argsort(-density_R))
-    return (density_R >= KEY_COMPONENT_SHARE * density_R.max()) & (rank_R < MAX_KEY_COMPONENTS)
+    """The key components: norm per dimension (norm / sqrt(dimension), so a 36-dimensional irrep does not win by
+    size alone) >= KEY_COMPONENT_SHARE of the largest, energy per dimension >= KEY_COMPONENT_EXCESS times the
+    average, at most MAX_KEY_COMPONENTS."""
+    energy_R = jnp.square(norms_R) / dims_R
+    average = jnp.sum(jnp.square(norms_R)) / jnp.sum(dims_R)
+    rank_R = jnp.argsort(jnp.argsort(-energy_R))
+    return (
+        (energy_R >= KEY_COMPONENT_SHARE**2 * energy_R.max())
+        & (energy_R >= KEY_COMPONENT_EXCESS * average)
+        & (rank_R < MAX_KEY_COMPONENTS)
+    )
 
 
 def split_logits(

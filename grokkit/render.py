@@ -207,6 +207,10 @@ def progress_panel(run: LiveRun, width: int = 80) -> Panel:
         metrics.add_row(
             "circuit", f"restricted loss {record['restricted_loss']:.3g}", f"excluded {record['excluded_loss']:.3g}"
         )
+    if "relevant_weight_share" in record:  # sparse parity's hidden progress (grokkit.parity)
+        metrics.add_row(
+            "bits", f"relevant share {record['relevant_weight_share']:.2f}", f"Gini {record['bit_weight_gini']:.2f}"
+        )
     found = run.milestones
     marks = Text()
     for milestone in Milestone:
@@ -517,8 +521,34 @@ def spectrum_chart(spectrum: list[float], keys: list[int], height: int = 6) -> T
     return text
 
 
-def inspect_view(result) -> Group:
-    """What `grokkit inspect` shows for one checkpoint."""
+def _hbar(value: float, top: float, width: int, style: str = "") -> Text:
+    """A horizontal bar, `width` cells for `top`, in eighths of a cell."""
+    eighths = min(round(max(value, 0.0) / (top or 1.0) * width * 8), width * 8)
+    full, part = divmod(eighths, 8)
+    return Text("█" * full + ("▏▎▍▌▋▊▉"[part - 1] if part else ""), style=style)
+
+
+def _inspect_header(result, detail: str) -> Text:
+    return Text.assemble(
+        (f"{result.run_name} @ step {result.step:,}", "bold"),
+        f": {result.task} ({result.model}), {detail}accuracy on all examples {_pct(result.accuracy).strip()}",
+    )
+
+
+def inspect_view(result, width: int = 80) -> Group:
+    """What `grokkit inspect` shows for one checkpoint, by the family of its task (`grokkit.inspection`)."""
+    views = {
+        "cyclic": _cyclic_view,
+        "multiplicative": _multiplicative_view,
+        "s5": _s5_view,
+        "spectrum": _spectrum_only_view,
+        "parity": _parity_view,
+    }
+    return views[result.family](result, width)
+
+
+def _cyclic_view(result, width: int) -> Group:
+    """mod-add / mod-sub: Nanda et al. 2023's Fourier view."""
     header = Text.assemble(
         (f"{result.run_name} @ step {result.step:,}", "bold"),
         f": p = {result.p}, accuracy on all pairs {_pct(result.accuracy).strip()}",
@@ -548,6 +578,186 @@ def inspect_view(result) -> Group:
         spectrum_chart(result.spectrum, result.key_frequencies),
         table,
         summary,
+    )
+
+
+def _multiplicative_view(result, width: int) -> Group:
+    """mod-mul / mod-div (p prime): the discrete-log spectrum beside the additive one."""
+    p, g, n = result.p, result.generator, result.p - 1
+    sign = "+" if result.task == "mod-mul" else "-"
+    symbol = "*" if result.task == "mod-mul" else "/"
+    left_out = result.examples - result.examples_in_group
+    basis = Text(
+        f"Discrete-log basis: g = {g} generates the non-zero residues mod {p}, so residue x ≠ 0 is element "
+        f"log_{g}(x) of Z_{n} and x {symbol} y is log x {sign} log y mod {n}. The {left_out:,} pairs involving 0 "
+        f"are not in the group and are left out of the measures ({result.examples_in_group:,} of "
+        f"{result.examples:,} pairs in)."
+    )
+    keys = ", ".join(str(k) for k in result.key_frequencies) or "none"
+    table = Table(box=None)
+    table.add_column(f"key frequency k of log_{g} x", justify="right", style="bold magenta")
+    table.add_column("embedding norm", justify="right")
+    for k in result.key_frequencies:
+        table.add_row(str(k), f"{result.log_spectrum[k - 1]:.2f}")
+    summary = Text(
+        f"Key frequencies (log basis): {keys}. Restricted to them the model scores "
+        f"{_pct(result.restricted_accuracy).strip()} on the pairs in the group (restricted loss "
+        f"{result.restricted_loss:.3g}); without them its train loss is {result.excluded_loss:.3g} (excluded loss)."
+    )
+    return Group(
+        _inspect_header(result, f"p = {p}, "),
+        basis,
+        Text(
+            f"embedding spectrum in the discrete-log basis Z_{n} (norm per frequency k of log_{g} x; key "
+            f"frequencies highlighted): Gini {result.log_gini:.2f}",
+            style="bold",
+        ),
+        spectrum_chart(result.log_spectrum, result.key_frequencies),
+        Text(
+            f"embedding spectrum in the additive basis Z_{p} (Fourier of the residue x): Gini "
+            f"{result.additive_gini:.2f}",
+            style="bold",
+        ),
+        spectrum_chart(result.additive_spectrum, []),
+        Text(
+            f"The additive spectrum looks dense because a frequency of the log, cos(2πk·log_{g}(x)/{n}), is not "
+            f"periodic in x: it spreads over many frequencies of Z_{p}.",
+            style="dim",
+        ),
+        table,
+        summary,
+    )
+
+
+def _s5_view(result, width: int) -> Group:
+    """S5 tasks: embedding and logit norm per irrep, key irreps, restricted loss, the coset view."""
+    bar = max(6, (width - 58) // 2)
+    density = [norm / d for norm, d in zip(result.embed_norms, result.irrep_dims, strict=True)]
+    power = [x * x for x in result.logit_norms]
+    total = sum(power) or 1.0
+    table = Table(box=None, padding=(0, 1), pad_edge=False)
+    for column in ("irrep", "d", "embed", "/d", "", "logits", "share", ""):
+        table.add_column(column, justify="left" if column in ("irrep", "") else "right", no_wrap=True)
+    for r, irrep in enumerate(result.irreps):
+        key = irrep in result.key_irreps
+        style = "bold magenta" if key else ""
+        table.add_row(
+            Text(irrep, style=style),
+            str(result.irrep_dims[r]),
+            f"{result.embed_norms[r]:.2f}",
+            f"{density[r]:.2f}",
+            _hbar(density[r], max(density), bar, "magenta" if key else "dim"),
+            f"{result.logit_norms[r]:.2f}",
+            _pct(power[r] / total).strip(),
+            _hbar(power[r] / total, 1.0, bar, "cyan" if key else "dim"),
+        )
+    keys = ", ".join(f"{name} (d={result.irrep_dims[result.irreps.index(name)]})" for name in result.key_irreps)
+    parts: list[Any] = [
+        _inspect_header(result, ""),
+        Text("per irrep of S5 (key irreps highlighted)", style="bold"),
+        Text(
+            "embed: norm of the operand embedding's projection on the irrep's isotypic component (d² dimensions), "
+            "/d: the same per dimension (the key rule); logits: norm of the logits' dependence on the answer in the "
+            "irrep, share: its part of all of that dependence (squared norms).",
+            style="dim",
+        ),
+        table,
+        Text(
+            f"Key irreps: {keys or 'none'}; embedding Gini {result.embed_gini:.2f}.\n"
+            f"Restricted to its key irreps the model scores {_pct(result.restricted_accuracy).strip()} on all pairs "
+            f"(restricted loss {result.restricted_loss:.3g}); without them its train loss is "
+            f"{result.excluded_loss:.3g} (excluded loss)."
+        ),
+    ]
+    if result.composition:
+        parts.append(
+            Text(
+                "Chughtai et al. 2023: a model composing in S5 computes logits(x, y, c) ≈ Σ_ρ w_ρ χ_ρ(x·y·c⁻¹) "
+                "over a few key irreps ρ; the restricted loss keeps only their part.",
+                style="dim",
+            )
+        )
+    else:
+        parts.append(
+            Text(
+                f"{result.task}'s answer is not the product x·y of its operands: here the logit measure asks only "
+                "whether the logits depend on the answer through the key irreps. The group-composition-via-"
+                "representations algorithm (Chughtai et al. 2023) is stated for composition (s5-compose).",
+                style="yellow",
+            )
+        )
+    cosets = Table(box=None, padding=(0, 1), pad_edge=False)
+    cosets.add_column("point i", no_wrap=True)
+    for i in range(5):
+        cosets.add_column(str(i), justify="right")
+    cosets.add_row("s(i): left cosets s·S4_i", *(_pct(x).strip() for x in result.left_coset_share))
+    cosets.add_row("s⁻¹(i): right cosets S4_i·s", *(_pct(x).strip() for x in result.right_coset_share))
+    standard = result.irreps.index("standard")
+    parts += [
+        Text("cosets of the point stabilizers S4_i = {h : h(i) = i} (Stander et al. 2024)", style="bold"),
+        Text(
+            "share of the logits' dependence on the answer s that is a function of the answer's coset, i.e. of "
+            f"s(i) or s⁻¹(i); each share is at most the standard irrep's ({_pct(power[standard] / total).strip()}).",
+            style="dim",
+        ),
+        cosets,
+    ]
+    return Group(*parts)
+
+
+def _spectrum_only_view(result, width: int) -> Group:
+    """Modular tasks whose answer is not a group product: the embedding's Z_p spectrum only."""
+    strongest = ", ".join(str(k) for k in result.strongest) or "none"
+    return Group(
+        _inspect_header(result, f"p = {result.p}, "),
+        Text(
+            f"embedding Fourier spectrum (Z_{result.p}; norm per frequency k; the strongest highlighted): Gini "
+            f"{result.embed_gini:.2f}",
+            style="bold",
+        ),
+        spectrum_chart(result.spectrum, result.strongest),
+        Text(f"Strongest frequencies (the key rule on the embedding): {strongest}."),
+        Text(f"Restricted and excluded loss are not defined for {result.task}: {result.reason}.", style="yellow"),
+    )
+
+
+def _parity_view(result, width: int) -> Group:
+    """Sparse parity: the first layer's weight per input bit (Barak et al. 2022)."""
+    n, k = result.n_bits, result.k_bits
+    header = _inspect_header(result, f"{n} bits, the first {k} relevant (bits 0..{k - 1}), ")
+    if result.weights is None:
+        return Group(
+            header,
+            Text(
+                "The per-bit weight does not apply: this MLP sums one embedding table shared by every position "
+                "(embed=sum), so the bits cannot be told apart by their weight. Train with --embed concat or "
+                "--model transformer to see it.",
+                style="yellow",
+            ),
+        )
+    if result.model == "transformer":
+        measure = "the first block's attention from the final position to bit i, mean over examples and heads"
+    else:
+        measure = "||E[i, 1] - E[i, 0]||, the part of the first layer that varies with bit i"
+    top = max(result.weights)
+    table = Table(box=None, padding=(0, 1), pad_edge=False)
+    table.add_column("bit", justify="right")
+    table.add_column("weight", justify="right")
+    table.add_column("")
+    table.add_column("")
+    for i, weight in enumerate(result.weights):
+        style = "bold magenta" if i < k else "dim"
+        table.add_row(Text(str(i), style=style), f"{weight:.3g}", _hbar(weight, top, max(10, width - 30), style),
+                      Text("relevant", style="magenta") if i < k else "")  # fmt: skip
+    return Group(
+        header,
+        Text(f"first-layer weight per input bit (Barak et al. 2022): {measure}", style="bold"),
+        table,
+        Text(
+            f"Relevant weight share {result.relevant_weight_share:.2f} (about k/n = {k / n:.2f} at random, 1 once "
+            f"only the relevant bits count); bit-weight Gini {result.bit_weight_gini:.2f} (0 even, "
+            f"{(n - k) / n:.2f} with all the weight on the {k} relevant bits)."
+        ),
     )
 
 
