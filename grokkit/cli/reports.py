@@ -157,27 +157,35 @@ def inspect_command(
     png: Annotated[
         Path | None,
         typer.Option(
-            help="Write figures to this folder: spectrum over training, neuron clusters, attention patterns "
+            help="Write the task's figures to this folder: the spectrum (or per-irrep or per-bit weight) over "
+            "training and at this step, and for mod-add/sub neuron clusters and attention patterns "
             "(needs: pip install 'grokkit\\[plot]')."
         ),
     ] = None,
 ) -> None:
-    """Look inside a checkpoint: the embedding's Fourier spectrum, key frequencies, neurons, restricted accuracy.
+    """Look inside a checkpoint: how its model represents the task, in the task's own basis.
 
-    For modular addition (and subtraction): Nanda et al. 2023 showed the trained model embeds
-    residues on a few key frequencies and computes the answer from cos/sin(w_k(a+b)). This
-    shows the spectrum as a bar chart, the key frequencies with how many MLP neurons each one
-    dominates, and the accuracy of the model restricted to its key frequencies.
+    mod-add/sub (Nanda et al. 2023): the embedding's Fourier spectrum, key frequencies, MLP
+    neurons per frequency, and the accuracy of the model restricted to its key frequencies.
+    mod-mul/div with p prime: the same in the discrete-log basis (Z_{p-1}, pairs with 0 left
+    out) beside the additive Z_p spectrum, which looks dense. S5 tasks (Chughtai et al. 2023):
+    embedding and logit norm per irrep, key irreps, restricted and excluded loss, and the
+    logits' dependence on the answer's cosets of S4. Other modular tasks: the Z_p spectrum
+    only. sparse-parity: the first layer's weight per input bit. rand has no structure to inspect
+    (use report or export).
     """
     from grokkit.inspection import inspect_run, write_figures
     from grokkit.render import inspect_view
 
     result = inspect_run(run_dir, step)
     console = stdout()
-    console.print(inspect_view(result))
+    console.print(inspect_view(result, min(console.width, 100)))
     if png is not None:
-        for path in write_figures(run_dir, result, png):
+        written = write_figures(run_dir, result, png)
+        for path in written:
             console.print(f"wrote {escape(str(path))}")
+        if not written:
+            console.print("no figures: the per-bit weight does not apply to this model")
 
 
 @command("export")
