@@ -209,6 +209,58 @@ PRESETS: dict[str, Preset] = {
             "--mask-from SOURCE@STEP --prune 0.4, SOURCE trained with varma2023-ungrok)",
             {**_SMALL, "train.steps": 4000, "train.checkpoint_every": 1000, "train.early_exit_window": 100},
         ),
+        Preset(
+            "chughtai2023-s5",
+            "Chughtai et al. 2023, A Toy Model of Universality (their Transformer_S5 config: composition in S5, "
+            "60% train, AdamW lr 1e-3, wd 1; their main MLP did not grok here within 286k steps)",
+            {
+                "data.task": "s5-compose",
+                "data.train_frac": 0.6,
+                "model.kind": ModelKind.transformer,
+                "model.layers": 1,
+                "model.d_model": 128,
+                "model.heads": 4,
+                "model.d_mlp": 512,
+                "model.activation": Activation.relu,
+                "model.layer_norm": False,
+                "optim.name": OptimizerName.adamw,
+                "optim.lr": 1e-3,
+                "optim.wd": 1.0,
+                "optim.beta1": 0.9,
+                "optim.beta2": 0.98,
+                "optim.batch_size": None,
+                "train.steps": 40_000,
+                "train.eval_every": 100,
+                "train.checkpoint_every": 1000,
+            },
+        ),
+        Preset(
+            "merrill2023-parity",
+            "Merrill et al. 2023, A Tale of Two Circuits: Grokking as Competition of Sparse and Dense "
+            "Subnetworks; Barak et al. 2022 ((n, k) = (40, 3), 1,000 training strings, one hidden layer of 1,000 "
+            "ReLU units, minibatch SGD with weight decay)",
+            {
+                "data.task": "sparse-parity",
+                "data.n_bits": 40,
+                "data.k_bits": 3,
+                "data.n_samples": 2000,
+                "data.train_frac": 0.5,
+                "model.kind": ModelKind.mlp,
+                "model.width": 1000,
+                "model.depth": 1,
+                "model.activation": Activation.relu,
+                "model.embed": Embed.concat,
+                "model.bias": True,
+                "optim.name": OptimizerName.sgd,
+                "optim.lr": 0.1,
+                "optim.wd": 1e-3,
+                "optim.momentum": 0.0,
+                "optim.batch_size": 32,
+                "train.steps": 50_000,
+                "train.eval_every": 250,
+                "train.checkpoint_every": 2500,
+            },
+        ),
     ]
 }
 
