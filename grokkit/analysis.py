@@ -197,10 +197,17 @@ def generalized_streak_start(history: list[dict[str, Any]]) -> int | None:
     return start
 
 
-def early_exit_due(history: list[dict[str, Any]], window: int) -> bool:
-    """True once validation accuracy has stayed >= 99% at every evaluation over `window` steps."""
+def early_exit_due(history: list[dict[str, Any]], window: int, watch_after: float = 0.0) -> bool:
+    """True once validation accuracy has stayed >= 99% at every evaluation over `window` steps and, with
+    `watch_after` N > 0 (--watch-after), training has reached (1 + N)x the generalized step: it went on for N
+    times the steps it took to generalize."""
     start = generalized_streak_start(history)
-    return start is not None and history[-1]["step"] - start >= window
+    if start is None or history[-1]["step"] - start < window:
+        return False
+    if watch_after <= 0:
+        return True
+    generalized = first_step_at(history, "val_acc", GENERALIZED_ACC)
+    return generalized is not None and history[-1]["step"] >= generalized * (1 + watch_after)
 
 
 def circuit_step(history: list[dict[str, Any]], *, settled: bool = False) -> int | None:
@@ -308,8 +315,21 @@ def noise_phase(record: dict[str, Any]) -> str | None:
     return "memorization" if corrupted >= HIGH else "forgetting"
 
 
-def run_report(history: list[dict[str, Any]], budget: int, patience: int = DEFAULT_PATIENCE) -> dict[str, Any]:
-    """Everything `grokkit report` says about one run, as plain data (stable key names)."""
+def run_report(
+    history: list[dict[str, Any]],
+    budget: int,
+    patience: int = DEFAULT_PATIENCE,
+    *,
+    llc: list[dict[str, Any]] | None = None,
+    spectra: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Everything `grokkit report` says about one run, as plain data (stable key names).
+
+    `llc` (the run's llc.json trajectory) and `spectra` (alpha at checkpoints after generalization) come from
+    the run folder (`early_warning.run_folder_signals`); without them the LLC signal and alpha are left out.
+    """
+    from grokkit.early_warning import after_generalization, early_warning
+
     found = milestones(history)
     stop = early_stopping(history, patience)
     last = history[-1] if history else {}
@@ -329,6 +349,8 @@ def run_report(history: list[dict[str, Any]], budget: int, patience: int = DEFAU
         "final_param_norm": last.get("param_norm"),
         "noise_phase": noise_phase(last) if last else None,
         **_progress_report(history, found),
+        "early_warning": early_warning(history, llc),
+        "after_generalization": after_generalization(history, spectra),
     }
 
 

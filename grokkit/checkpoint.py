@@ -133,6 +133,7 @@ IDENTITY_EXEMPT = (
     "train.steps",
     "train.early_exit",
     "train.early_exit_window",
+    "train.watch_after",
     "train.eval_every",
     "train.checkpoint_every",
     "train.keep_checkpoints",

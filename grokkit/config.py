@@ -89,6 +89,7 @@ FLOAT_BOUNDS: dict[str, tuple[float, bool, float | None, str]] = {
     "data.label_noise": (0.0, False, 1.0, "in [0, 1)"),
     "data.train_subset": (0.0, True, None, "in (0, 1]"),
     "optim.prune": (0.0, False, 1.0, "in [0, 1)"),
+    "train.watch_after": (0.0, False, None, ">= 0"),
 }
 """The accepted range of every number setting; every one must also be a finite float32."""
 
@@ -196,6 +197,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     early_exit: bool = True
     early_exit_window: int = 500  # stop after validation accuracy has stayed >= 99% this many steps
+    watch_after: float = 0.0  # keep training N x the steps it took to generalize before the early exit (0: exit)
     loss: Loss = Loss.softmax
     loss_dtype: LossDtype = LossDtype.float32  # precision of the logits inside the loss (Prieto et al. 2025)
     init_from: str | None = None  # RUN[@STEP]: start from another run's parameters (see grokkit.lineage)

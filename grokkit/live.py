@@ -8,14 +8,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from grokkit.analysis import (
+    GENERALIZED_ACC,
     Milestone,
     Verdict,
     circuit_step,
+    first_step_at,
     generalized_streak_start,
     milestones,
     verdict,
 )
 from grokkit.config import TrainConfig
+from grokkit.early_warning import Watched, live_signals
 
 SPEED_WINDOW_EVALS = 5
 """Speed is measured over up to this many of the latest evaluation intervals of this session."""
@@ -54,6 +57,15 @@ def next_evaluation(step: int, train: TrainConfig) -> int:
     return min(math.ceil(step / train.eval_every) * train.eval_every, train.steps)
 
 
+def exit_step(generalized: int, streak_start: int, train: TrainConfig) -> int:
+    """Where the early exit falls (`analysis.early_exit_due`) for a streak at >= 99% from `streak_start` that
+    holds, after generalizing at `generalized`: the window's end, and with --watch-after N, (1 + N)x that step."""
+    stop = streak_start + train.early_exit_window
+    if train.watch_after > 0:
+        stop = max(stop, math.ceil(generalized * (1 + train.watch_after)))
+    return next_evaluation(stop, train)
+
+
 def projected_stop(history: list[dict[str, Any]], train: TrainConfig) -> tuple[int, bool]:
     """The step training stops at if validation accuracy keeps its current side of 99%, and whether early exit
     could still stop it sooner (a streak at >= 99% that has not started yet)."""
@@ -62,8 +74,10 @@ def projected_stop(history: list[dict[str, Any]], train: TrainConfig) -> tuple[i
         return train.steps, False
     streak_start = generalized_streak_start(history)
     if streak_start is not None:
-        return max(step, next_evaluation(streak_start + train.early_exit_window, train)), False
-    earliest_exit = next_evaluation(next_evaluation(step + 1, train) + train.early_exit_window, train)
+        generalized = first_step_at(history, "val_acc", GENERALIZED_ACC)
+        return max(step, exit_step(generalized or streak_start, streak_start, train)), False
+    earliest = next_evaluation(step + 1, train)  # a streak could start at the next evaluation
+    earliest_exit = exit_step(earliest, earliest, train)
     return train.steps, earliest_exit < train.steps
 
 
@@ -96,6 +110,7 @@ class LiveRun:
         self.session: list[dict[str, Any]] = []  # evaluations of this session, for the speed
         self.finished = False
         self.milestones = milestone_steps(self.history, settled=True)
+        self._signals: tuple[int, list[Watched]] | None = None  # (history length, live_signals) cache
 
     @property
     def budget(self) -> int:
@@ -117,6 +132,18 @@ class LiveRun:
     @property
     def eta(self) -> Eta | None:
         return None if self.finished else estimate_eta(self.history, self.train, self.steps_per_s)
+
+    @property
+    def signals(self) -> list[Watched] | None:
+        """Once memorized and not yet generalized (settled milestones), the early-warning signals the run records
+        and whether each has fired (`early_warning.live_signals`, `report`'s rules); None before memorization and
+        after generalization."""
+        memorized = self.milestones[Milestone.memorized]
+        if memorized is None or self.milestones[Milestone.generalized] is not None or self.finished:
+            return None
+        if self._signals is None or self._signals[0] != len(self.history):
+            self._signals = (len(self.history), live_signals(self.history, memorized))
+        return self._signals[1]
 
     @property
     def has_progress_measures(self) -> bool:

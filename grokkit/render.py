@@ -25,6 +25,14 @@ from grokkit.analysis import (
 )
 from grokkit.config import Config, DataConfig, ModelKind
 from grokkit.data import TASKS, Dataset, Split, input_space_size, task_parameters
+from grokkit.early_warning import (
+    ANTI_GROK_ACC,
+    HEAVY_TAIL_ALPHA,
+    SLINGSHOT_LOSS_FLOOR,
+    SLINGSHOT_LOSS_JUMP,
+    SLINGSHOT_NORM_JUMP,
+    Kind,
+)
 from grokkit.live import Eta, Event, LiveRun
 from grokkit.sweep import shown
 
@@ -228,8 +236,32 @@ def progress_panel(run: LiveRun, width: int = 80) -> Panel:
         marks.append("   ")
     outcome = run.verdict
     verdict_line = Text.assemble(("verdict so far ", "bold"), (outcome, VERDICT_STYLE[outcome]))
-    body = Group(header, metrics, accuracy_sparklines(run.history, width - 4), marks, verdict_line)
+    signals = signals_line(run)
+    lines = [marks, *([signals] if signals is not None else []), verdict_line]
+    body = Group(header, metrics, accuracy_sparklines(run.history, width - 4), *lines)
     return Panel(body, title="grokkit train", border_style="blue")
+
+
+def signals_line(run: LiveRun) -> Text | None:
+    """Once memorized and not yet generalized: which early-warning signals say generalization is forming and
+    which say it will not, of those the run records (`report`'s rules, grokkit/early_warning.py); a will-not
+    signal with its current value."""
+    watched = run.signals
+    if watched is None:
+        return None
+    text = Text("signals ", style="bold")
+    for kind, style in ((Kind.forming, "green"), (Kind.will_not, "red")):
+        mine = [w for w in watched if w.signal.kind == kind]
+        if not mine:
+            continue
+        fired = [w for w in mine if w.fired_step is not None]
+        if kind == Kind.will_not:
+            text.append("; ")
+        names = [w.signal.label if kind == Kind.forming else f"{w.signal.label} {w.signal.shown(w.value)}"
+                 for w in fired]  # fmt: skip
+        text.append(f"{KIND_WORDS[kind][0]} {len(fired)}/{len(mine)}: ")
+        text.append(", ".join(names) or ("none yet" if kind == Kind.forming else "none"), style if fired else "dim")
+    return text
 
 
 def _duration(seconds: float | None) -> str:
@@ -361,6 +393,10 @@ def report_view(
     parts.append(early_stopping_callout(report))
     if report.get("phases"):
         parts.append(phases_view(report))
+    if report.get("early_warning"):
+        parts.append(early_warning_view(report))
+    if report.get("after_generalization"):
+        parts.append(after_generalization_view(report["after_generalization"]))
 
     parts.append(Text("parameter L2 norm", style="bold"))
     norms = Table(box=None)
@@ -431,6 +467,157 @@ def phases_view(report: dict[str, Any]) -> Group:
             )
         )
     return Group(*parts)
+
+
+KIND_WORDS = {Kind.forming: ("forming", "green"), Kind.will_not: ("will not", "red")}
+
+
+def _lead(lead: int | None, fired: int | None) -> Text:
+    if lead is None:
+        return Text("—", style="dim")
+    if lead <= 0:
+        return Text(f"{lead:,}", style="yellow")  # fired at or after generalization: no warning
+    return Text(f"+{lead:,}", style="bold")
+
+
+def early_warning_view(report: dict[str, Any]) -> Group:
+    """Per signal: what it says, its rule, the step it fired and its lead over validation 99%."""
+    table = Table(box=None, padding=(0, 1), pad_edge=False)
+    table.add_column("signal", no_wrap=True)
+    table.add_column("says", no_wrap=True)
+    table.add_column("fired", justify="right", no_wrap=True)
+    table.add_column("lead", justify="right", no_wrap=True)
+    table.add_column("rule (from memorization on)", style="dim", overflow="fold", ratio=1)
+    for row in report["early_warning"]:
+        words, style = KIND_WORDS[Kind(row["kind"])]
+        table.add_row(row["label"], Text(words, style=style), _step(row["fired_step"]),
+                      _lead(row["lead_steps"], row["fired_step"]), row["rule"])  # fmt: skip
+    generalized = report["generalized_step"]
+    where = f"validation 99% at {generalized:,}" if generalized is not None else "the run has not generalized"
+    title = f"early warning (grokkit/early_warning.py): lead = validation 99% step − fired step; {where}"
+    return Group(Text(title, style="bold"), table)
+
+
+def after_generalization_view(after: dict[str, Any]) -> Group:
+    """The post-generalization section: lowest validation accuracy after it, slingshots, anti-grokking, alpha."""
+    parts: list[Any] = [
+        Text(
+            f"after generalization: validation 99% at {after['generalized_step']:,}, trained to "
+            f"{after['last_step']:,} ({after['evaluations_after']} evaluations, "
+            f"{after['steps_after'] / max(after['generalized_step'], 1):.1f}x the steps to generalize)",
+            style="bold",
+        )
+    ]
+    lowest = f"{_pct(after['lowest_val_acc']).strip()} at step {after['lowest_val_step']:,}"
+    held = " (held >= 99% throughout)" if after["held_val_acc"] else ""
+    parts.append(Text(f"lowest validation accuracy after generalization: {lowest}{held}"))
+    events = after["slingshots"]
+    rule = (
+        f"train loss >= {SLINGSHOT_LOSS_JUMP:g}x its running minimum since memorization (floor "
+        f"{SLINGSHOT_LOSS_FLOOR:g}) with the last layer's norm up >= {100 * SLINGSHOT_NORM_JUMP:g}% in one "
+        "evaluation at the one before, at or after it"
+    )
+    parts.append(Text.assemble(("slingshots (Thilak et al. 2022): ", "bold"), f"{len(events) or 'none'}",
+                               (f" — rule: {rule}", "dim")))  # fmt: skip
+    if events:
+        table = Table(box=None, padding=(0, 1), pad_edge=False)
+        for column in ("step", "train loss", "running min", "last-layer norm", "train acc", "val acc"):
+            table.add_column(column, justify="right", no_wrap=True)
+        table.add_column("")
+        for e in events:
+            table.add_row(f"{e['step']:,}", f"{e['train_loss']:.3g}", f"{e['running_min']:.3g}",
+                          f"+{100 * e['norm_jump']:.1f}%", _pct(e["train_acc"]).strip(), _pct(e["val_acc"]).strip(),
+                          "" if e["after_generalization"] else Text("before generalization", style="dim"))  # fmt: skip
+        parts.append(table)
+    anti = after["anti_grokking"]
+    anti_rule = f"validation accuracy < {100 * ANTI_GROK_ACC:g}% after holding 99%, train accuracy >= 99%"
+    if anti is None:
+        parts.append(Text.assemble(("anti-grokking (Prakash & Martin 2025): ", "bold"), "none",
+                                   (f" — rule: {anti_rule}", "dim")))  # fmt: skip
+    else:
+        parts.append(
+            Text.assemble(
+                ("anti-grokking (Prakash & Martin 2025): ", "bold"),
+                (f"at step {anti['step']:,}", "bold red"),
+                f", validation accuracy {_pct(anti['val_acc']).strip()} with train accuracy "
+                f"{_pct(anti['train_acc']).strip()}",
+                (f" — rule: {anti_rule}", "dim"),
+            )
+        )
+    parts.append(spectra_view(after.get("spectra")))
+    return Group(*parts)
+
+
+def spectra_view(spectra: list[dict[str, Any]] | None) -> Any:
+    """alpha per stored checkpoint after generalization: the lowest layer's, and the layers below 2 flagged."""
+    head = Text.assemble(
+        ("layer spectra: ", "bold"),
+        (
+            "alpha of each weight matrix's eigenvalues of WᵀW, power-law MLE over the tail above xmin chosen by "
+            f"the KS distance (Clauset et al. 2009); alpha < {HEAVY_TAIL_ALPHA:g} flagged (Prakash & Martin 2025); "
+            "(before): the newest checkpoint before generalization, for reference",
+            "dim",
+        ),
+    )
+    if not spectra or all(row.get("before_generalization") for row in spectra):
+        return Group(head, Text("no stored checkpoint after generalization (--keep-checkpoints keeps more)", "dim"))
+    table = Table(box=None, padding=(0, 1), pad_edge=False)
+    table.add_column("checkpoint", justify="right", no_wrap=True)
+    table.add_column("lowest alpha", no_wrap=True)
+    table.add_column("median", justify="right", no_wrap=True)
+    table.add_column(f"alpha < {HEAVY_TAIL_ALPHA:g}", overflow="fold", ratio=1)
+    for row in spectra:
+        alphas = row["alphas"]
+        step = f"{row['step']:,}" + (" (before)" if row.get("before_generalization") else "")
+        if not alphas:
+            table.add_row(step, "—", "—", "")
+            continue
+        name = min(alphas, key=alphas.get)
+        low = Text(f"{alphas[name]:.2f} ({name})", style="bold red" if alphas[name] < HEAVY_TAIL_ALPHA else "")
+        heavy = row["heavy_tailed"]
+        names = ", ".join(heavy) if len(heavy) <= 3 else f"{len(heavy)} of {len(alphas)} layers"
+        table.add_row(step, low, f"{statistics.median(alphas.values()):.2f}",
+                      Text(names or "none", style="red" if heavy else "dim"))  # fmt: skip
+    return Group(head, table)
+
+
+def sweep_early_warning_view(sweep) -> Table | None:
+    """Per grid point and signal, over seeds: fired before validation 99% on the members that generalized (k/n),
+    the median [range] of those leads, and fired on the members that memorized and spent their budget without
+    generalizing;
+    the false alarms (the latter for a forming signal, the former for a will-not signal) in yellow."""
+    from grokkit.sweep import swept_point_keys
+
+    rows = [r for r in sweep.aggregates if r.get("early_warning")]
+    if not rows:
+        return None
+    keys = swept_point_keys(sweep.spec)
+    table = Table(title="early warning over seeds (rules: grokkit/early_warning.py)", title_justify="left")
+    for key in keys:
+        table.add_column(key.rsplit(".", 1)[-1], style="bold", overflow="fold")
+    table.add_column("signal", overflow="fold")
+    table.add_column("says", no_wrap=True)
+    table.add_column("grokked:\nfired before", justify="right", no_wrap=True)
+    table.add_column(Text("lead median\n[range]"), justify="right", no_wrap=True)
+    table.add_column("never did:\nfired", justify="right", no_wrap=True)
+    for row in rows:
+        for i, entry in enumerate(row["early_warning"]):
+            kind = Kind(entry["kind"])
+            words, style = KIND_WORDS[kind]
+            before = f"{entry['fired_before']}/{entry['generalized_runs']}"
+            never = f"{entry['fired_never_generalized']}/{entry['never_generalized_runs']}"
+            alarm_style = "yellow" if entry["false_alarms"] else ""
+            lead = "—"
+            if entry["lead_median"] is not None:
+                lead = f"+{entry['lead_median']:,.0f}"
+                if entry["lead_min"] != entry["lead_max"]:
+                    lead += f"\n[{entry['lead_min']:,}–{entry['lead_max']:,}]"
+            table.add_row(*(shown(row["point"][k]) if i == 0 else "" for k in keys), entry["label"],
+                          Text(words, style=style),
+                          Text(before, style=alarm_style if kind == Kind.will_not else ""), Text(lead),
+                          Text(never, style=alarm_style if kind == Kind.forming else ""),
+                          end_section=i == len(row["early_warning"]) - 1)  # fmt: skip
+    return table
 
 
 def early_stopping_callout(report: dict[str, Any]) -> Panel:
@@ -846,6 +1033,9 @@ def sweep_view(sweep, width: int = 80, plot: bool = True) -> Group:
         "below"
     )
     parts: list[Any] = [table, Text(legend, style="dim")]
+    warnings = sweep_early_warning_view(sweep)
+    if warnings is not None:
+        parts += [warnings, Text(SWEEP_WARNING_LEGEND, style="dim")]
     swept = swept_point_keys(sweep.spec)
     if plot and len(swept) == 1 and all(isinstance(v, int | float) for v in sweep.spec.axes[swept[0]]):
         rows = [r for r in sweep.aggregates if r["generalized_median"] is not None]
@@ -855,6 +1045,15 @@ def sweep_view(sweep, width: int = 80, plot: bool = True) -> Group:
     elif plot and len(swept) == 2:
         parts.append(_phase_grid(sweep, swept))
     return Group(*parts)
+
+
+SWEEP_WARNING_LEGEND = (
+    "grokked: fired before validation 99% (k of the n members that generalized); lead: validation 99% step − fired "
+    "step over those k; never did: fired on members that memorized, then spent their budget without "
+    "generalizing. False alarms "
+    "(yellow): a forming signal firing on a member that never generalized, a will-not signal firing before a "
+    "member generalized"
+)
 
 
 def _phase_line(key: str, rows: list[dict[str, Any]], width: int) -> Text:

@@ -52,7 +52,9 @@ def load_run(path: Path, patience: int = DEFAULT_PATIENCE) -> LoadedRun:
     history = sorted(read.records, key=lambda r: r["step"])
     status = run.summary().get("status", "unknown")
     name = Path(path).name if Path(path).name != "latest" else run.path.name
-    report = run_report(history, config.train.steps, patience)
+    from grokkit.early_warning import run_folder_signals
+
+    report = run_report(history, config.train.steps, patience, **run_folder_signals(run.path, history))
     return LoadedRun(run.path, name, config, history, read.bad_lines, status, report, read.describe())
 
 

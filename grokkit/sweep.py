@@ -227,9 +227,11 @@ def aggregate(spec: SweepSpec, reports: Mapping[str, dict[str, Any] | None]) -> 
     `{name}_median` is the Kaplan–Meier median, None when half or more of the seeds never got there, with
     `{name}_median_above` then the longest follow-up ("> N" in the table). `{name}_min`/`{name}_max` range over
     the seeds that got there, `{name}_reached` of `{name}_runs` (members started) counts them; `generalized`
-    is `generalized_reached`, kept for older readers. `reports` maps member name -> its run report, or None for
-    a member with no run yet (another shard).
+    is `generalized_reached`, kept for older readers. `early_warning` pools each early-warning signal over the
+    seeds (`early_warning.aggregate_signals`: fired before generalization k/n, lead median and range, false
+    alarms). `reports` maps member name -> its run report, or None for a member with no run yet (another shard).
     """
+    from grokkit.early_warning import aggregate_signals
     from grokkit.survival import Sample, summary
 
     point_keys = [k for k in spec.axes if k not in SEED_KEYS]
@@ -237,7 +239,8 @@ def aggregate(spec: SweepSpec, reports: Mapping[str, dict[str, Any] | None]) -> 
     for member in spec.members():
         point = tuple((k, getattr(member.values[k], "value", member.values[k])) for k in point_keys)
         row = rows.setdefault(point, {"point": dict(point), "members": 0, "started": 0, "generalized": 0,
-                                      "memorized": [], "generalized_at": [], "verdicts": {}})  # fmt: skip
+                                      "memorized": [], "generalized_at": [], "verdicts": {},
+                                      "reports": []})  # fmt: skip
         row["members"] += 1
         report = reports.get(member.name)
         if report is None:
@@ -248,8 +251,10 @@ def aggregate(spec: SweepSpec, reports: Mapping[str, dict[str, Any] | None]) -> 
         if report["generalized_step"] is not None:
             row["generalized"] += 1
         row["verdicts"][report["verdict"]] = row["verdicts"].get(report["verdict"], 0) + 1
+        row["reports"].append(report)
     out = []
     for row in rows.values():
+        row["early_warning"] = aggregate_signals(row.pop("reports"))
         observed = {"memorized": row.pop("memorized"), "generalized": row.pop("generalized_at")}
         stats = {}
         for name, pairs in observed.items():

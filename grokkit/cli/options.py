@@ -108,6 +108,12 @@ TABLE: tuple[Row, ...] = (
     ),
     Row("train.early_exit_window", "Steps validation accuracy must stay >= 99% before an early exit.", RUN),
     Row(
+        "train.watch_after",
+        "Keep training N x the steps it took to generalize before the early exit, to watch what comes after "
+        "(slingshots, anti-grokking; `report` shows them); 0 = exit as usual.",
+        RUN,
+    ),
+    Row(
         "train.init_from",
         "RUN\\[@STEP]: start from that run's parameters at STEP (default: its newest checkpoint); same task, data "
         "and model shapes.",
