@@ -5,10 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast lint typecheck format bench bench-sweep bench-measures profile grok clean
+.PHONY: help setup test test-fast lint typecheck format bench bench-sweep bench-measures bench-early-warning profile grok clean
 
 help: ## Show this help
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-15s\033[0m %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,9 @@ bench-sweep: $(STAMP) ## 8-seed sweep vs 8 sequential runs, nanda2023 sweep capa
 
 bench-measures: $(STAMP) ## Progress measures' share of a chunk at the default eval interval, per family (ARGS=--quick)
 	$(BIN)/python benchmarks/measure_cost.py $(ARGS)
+
+bench-early-warning: $(STAMP) ## Lead time and false alarms of every early-warning signal over 48 real runs (~25 min; ARGS=--quick)
+	$(BIN)/python benchmarks/early_warning.py $(ARGS)
 
 profile: $(STAMP) ## Where a step's time goes: plain vs fast model, forward, backward, optimizer
 	$(BIN)/python benchmarks/profile_step.py $(ARGS)
