@@ -36,6 +36,8 @@ MULTIPLICATIVE_TASKS = {"mod-mul": 1, "mod-div": -1}
 """Tasks whose answer is a * b^sign mod p: a + sign * b in the discrete-log labels (p prime)."""
 MEASURE_NAMES = ("restricted_loss", "excluded_loss", "embed_gini", "relevant_weight_share", "bit_weight_gini")
 """The progress measures' names in metrics.jsonl, each recorded when the task has it (README, Progress measures)."""
+SIGNAL_NAMES = ("dist_from_init", "last_layer_norm", "neuron_gini", "embed_eff_rank", "softmax_collapse", "grad_cosine")
+"""The task-agnostic signals' names in metrics.jsonl, recorded for every task and model (`grokkit.signals`)."""
 S5_IRREPS = ("sign", "standard", "standard_sign", "5d", "5d_sign", "6d")
 """The non-trivial irreps of S5 in `s5_characters`' order (dimensions 1, 4, 4, 5, 5, 6)."""
 

@@ -47,22 +47,43 @@ class Member:
     lane: Lane
 
 
+def _all_equal(trees: list[Any]) -> bool:
+    return all(jax.tree.all(jax.tree.map(np.array_equal, tree, trees[0])) for tree in trees[1:])
+
+
 def stack_data(members: list[Member]) -> tuple[Data, Data]:
-    """The members' data stacked on a leading axis, and the vmap in_axes (shared parts are not stacked)."""
+    """The members' data stacked on a leading axis, and the vmap in_axes (shared parts are not stacked).
+
+    Every example and the initial parameters (theta_0, one per seed) are shared when all members have the
+    same, stacked otherwise."""
     parts = [m.exp.device_data() for m in members]
     first = parts[0]
-    every_shared = all(jax.tree.all(jax.tree.map(np.array_equal, p.every, first.every)) for p in parts)
+    every_shared = _all_equal([p.every for p in parts])
+    init_shared = _all_equal([p.init_params for p in parts])
+
+    def stack(trees):
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
     stacked = Data(
-        train=jax.tree.map(lambda *xs: jnp.stack(xs), *[p.train for p in parts]),
-        every=first.every if every_shared else jax.tree.map(lambda *xs: jnp.stack(xs), *[p.every for p in parts]),
+        train=stack([p.train for p in parts]),
+        every=first.every if every_shared else stack([p.every for p in parts]),
         train_idx=jnp.stack([p.train_idx for p in parts]),
         val_idx=jnp.stack([p.val_idx for p in parts]),
         basis=first.basis,
+        init_params=first.init_params if init_shared else stack([p.init_params for p in parts]),
     )
     # vmap's in_axes: Data's own pytree, with 0 (stacked) or None (shared) where the arrays go.
     axis: Any = 0
     every_axes: Any = None if every_shared else Batch(axis, axis)
-    axes = Data(train=Batch(axis, axis), every=every_axes, train_idx=axis, val_idx=axis, basis=None)
+    init_axes: Any = None if init_shared else axis
+    axes = Data(
+        train=Batch(axis, axis),
+        every=every_axes,
+        train_idx=axis,
+        val_idx=axis,
+        basis=None,
+        init_params=init_axes,
+    )
     return stacked, axes
 
 
@@ -123,12 +144,15 @@ def train_group(
 
 
 def _member_data(exp: Experiment, device: Any, like: Data | None) -> Data:
-    """`exp`'s data on `device`, sharing the arrays equal to `like`'s (every example,
-    the task's basis: the same for most members) instead of holding a copy per member."""
+    """`exp`'s data on `device`, sharing the arrays equal to `like`'s (every example, the task's basis: the same
+    for most members; the initial parameters: the same for members with the same seed and init scale) instead
+    of holding a copy per member."""
     data = exp.device_data()
     if like is not None:
-        if jax.tree.all(jax.tree.map(np.array_equal, data.every, like.every)):
+        if _all_equal([data.every, like.every]):
             data = data._replace(every=like.every)
+        if _all_equal([data.init_params, like.init_params]):
+            data = data._replace(init_params=like.init_params)
         mine, theirs = data.basis, like.basis
         if mine is not None and theirs is not None and jax.tree.all(jax.tree.map(np.array_equal, mine, theirs)):
             data = data._replace(basis=theirs)

@@ -25,7 +25,7 @@ import numpy as np
 
 from grokkit.analysis import RunStatus
 from grokkit.atomic import append_line_durably, atomic_symlink, atomic_write_bytes, atomic_write_json, umask
-from grokkit.bases import MEASURE_NAMES
+from grokkit.bases import MEASURE_NAMES, SIGNAL_NAMES
 from grokkit.config import Config, config_keys, option_name, validate
 from grokkit.data import Split, input_space_size, task_label
 from grokkit.errors import UsageError
@@ -172,7 +172,14 @@ class MetricsRead:
 
 METRIC_NUMBERS = ("train_loss", "train_acc", "val_loss", "val_acc", "param_norm")
 """Numbers every metrics record has (besides its step)."""
-OPTIONAL_NUMBERS = ("elapsed_s", *MEASURE_NAMES, "train_acc_clean", "train_acc_corrupted", "train_acc_corrupted_true")
+OPTIONAL_NUMBERS = (
+    "elapsed_s",
+    *MEASURE_NAMES,
+    *SIGNAL_NAMES,
+    "train_acc_clean",
+    "train_acc_corrupted",
+    "train_acc_corrupted_true",
+)
 
 
 def _is_number(value: Any) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -16,14 +17,15 @@ import optax
 from flax import nnx
 
 from grokkit.analysis import Ending, early_exit_due
-from grokkit.bases import MEASURE_NAMES, GroupBasis, task_basis
-from grokkit.config import Config, Loss, LossDtype
+from grokkit.bases import MEASURE_NAMES, SIGNAL_NAMES, GroupBasis, task_basis
+from grokkit.config import Config, DataConfig, Loss, LossDtype, ModelConfig, OptimConfig, TrainConfig
 from grokkit.data import Dataset, Split, make_dataset, split_dataset
 from grokkit.errors import TrainingDiverged
 from grokkit.models import build_model
-from grokkit.optim import build_optimizer, hyperparameters
+from grokkit.optim import INJECTED, build_optimizer, hyperparameters
 from grokkit.parity import parity_measures
 from grokkit.progress import BasisData, basis_data, key_field, key_names, progress_measures
+from grokkit.signals import gradient_chunk, task_agnostic_signals
 
 METRIC_NAMES = ("train_loss", "train_acc", "val_loss", "val_acc", "param_norm")
 NOISE_METRICS = ("train_acc_clean", "train_acc_corrupted", "train_acc_corrupted_true")
@@ -50,6 +52,7 @@ class Data(NamedTuple):
     train_idx: jax.Array
     val_idx: jax.Array
     basis: BasisData | None  # the task's basis, for the progress measures (grokkit.bases)
+    init_params: nnx.State  # theta_0, the seed's initial parameters, for dist_from_init (grokkit.signals)
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ class Experiment:
             train_idx=jnp.asarray(self.train_idx),
             val_idx=jnp.asarray(sp.val_idx),
             basis=None if self.basis is None else basis_data(self.basis, ds),
+            init_params=initial_params(self),
         )
 
 
@@ -132,6 +136,30 @@ def make_init_fn(exp: Experiment) -> Callable[[Config], TrainState]:
         return init(jnp.int32(config.seed), jnp.float32(config.model.init_scale), hyperparameters(config.optim))
 
     return for_config
+
+
+_INIT_FNS: dict[Any, Callable[[Config], TrainState]] = {}
+
+
+def initial_params(exp: Experiment) -> nnx.State:
+    """theta_0 for `dist_from_init`: the step-0 parameters `make_init_fn(exp)(exp.config)` gives (the seed's
+    initialization at the config's init scale), recomputed rather than stored, so checkpoints and resume are
+    unchanged. The seed's, also for --init-from runs (grokkit.signals says why). One compiled initializer per
+    structure (model, optimizer, dataset shapes), shared by every run and sweep member that has it."""
+    c = exp.config
+    neutral = dataclasses.replace(
+        c,
+        seed=0,
+        preset=None,
+        data=DataConfig(),
+        model=dataclasses.replace(c.model, init_scale=ModelConfig.init_scale),
+        optim=dataclasses.replace(c.optim, **{k: getattr(OptimConfig, k) for k in INJECTED}),
+        train=TrainConfig(),
+    )
+    key = (neutral, exp.dataset.tokens.shape[1], exp.dataset.vocab_size, exp.dataset.n_classes)
+    if key not in _INIT_FNS:
+        _INIT_FNS[key] = make_init_fn(exp)
+    return _INIT_FNS[key](c).params
 
 
 def init_state(exp: Experiment) -> TrainState:
@@ -201,12 +229,14 @@ def train_step(exp: Experiment, state: TrainState, batch: Batch) -> tuple[TrainS
 
 
 def evaluate(exp: Experiment, params: nnx.State, data: Data) -> dict[str, Any]:
-    """Loss and accuracy on the FULL train and validation sets, parameter norms, progress measures."""
+    """Loss and accuracy on the FULL train and validation sets, parameter norms, the task-agnostic signals
+    (grokkit.signals), progress measures."""
     model = nnx.merge(exp.graphdef, params)
     logits_NC = model(data.every.tokens_BT)
     labels_N = data.every.labels_B
 
-    train_loss, train_acc = exp.loss(logits_NC[data.train_idx], data.train.labels_B)  # the labels trained on
+    train_logits_BC = logits_NC[data.train_idx]
+    train_loss, train_acc = exp.loss(train_logits_BC, data.train.labels_B)  # the labels trained on
     val_loss, val_acc = exp.loss(logits_NC[data.val_idx], labels_N[data.val_idx])
     metrics = {
         "train_loss": train_loss,
@@ -216,6 +246,16 @@ def evaluate(exp: Experiment, params: nnx.State, data: Data) -> dict[str, Any]:
         "param_norm": parameter_norm(params),
         "param_norms": {name: parameter_norm(group) for name, group in parameter_groups(params).items()},
     }
+
+    def batch_loss(p: nnx.State, tokens_BT: jax.Array, labels_B: jax.Array) -> jax.Array:
+        return exp.loss(nnx.merge(exp.graphdef, p)(tokens_BT), labels_B)[0]
+
+    train, chunk = data.train, gradient_chunk(exp.config.optim.batch_size, exp.n_train)
+    signals = task_agnostic_signals(
+        model, params, data.init_params, batch_loss, train.tokens_BT, train.labels_B, train_logits_BC,
+        exp.dataset.n_values, chunk,
+    )  # fmt: skip
+    metrics.update(signals)
     if exp.config.data.label_noise > 0:
         metrics.update(noise_accuracies(logits_NC[data.train_idx], data.train.labels_B, labels_N[data.train_idx]))
     if data.basis is not None:
@@ -331,6 +371,7 @@ def eval_record(
     record: dict[str, Any] = {"step": step, **{k: float(metrics[k]) for k in METRIC_NAMES}}
     record["param_norms"] = {name: float(v) for name, v in metrics["param_norms"].items()}
     record.update({name: float(metrics[name]) for name in NOISE_METRICS if name in metrics})
+    record.update({name: float(metrics[name]) for name in SIGNAL_NAMES if name in metrics})
     record.update({name: float(metrics[name]) for name in MEASURE_NAMES if name in metrics})
     if basis is not None and "key_component_mask" in metrics:
         record[key_field(basis)] = key_names(basis, metrics["key_component_mask"])
