@@ -442,7 +442,8 @@ def run_lanes(
 
     while True:
         for i, lane in enumerate(lanes):
-            if lane.reason is None and cfg.early_exit and early_exit_due(lane.history, cfg.early_exit_window):
+            running = lane.reason is None
+            if running and cfg.early_exit and early_exit_due(lane.history, cfg.early_exit_window, cfg.watch_after):
                 finish(i, Ending.early_exit)
             elif lane.reason is None and lane.step >= cfg.steps:
                 finish(i, Ending.budget)
