@@ -478,13 +478,10 @@ def checkpoint_spectra(run_path: Path, generalized: int) -> list[dict[str, Any]]
 
 
 def load_llc_trajectory(run_path: Path) -> list[dict[str, Any]] | None:
-    """The run's llc.json entries (`grokkit.llc.load_llc`), or None: not estimated, unreadable, or grokkit.llc
-    not there; the LLC signal is then left out."""
-    try:
-        from grokkit.llc import load_llc  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return None
+    """The run's llc.json entries (`grokkit.llc_store.load_llc`), or None: not estimated or unreadable; the LLC
+    signal is then left out (report stays readable whatever llc.json holds)."""
     from grokkit.errors import UsageError
+    from grokkit.llc_store import load_llc
 
     try:
         found = load_llc(run_path)

@@ -19,7 +19,8 @@ import pytest
 from conftest import TINY_FLAGS
 
 from grokkit.errors import UsageError
-from grokkit.llc import default_nbeta, estimate_llc, load_llc, recommend
+from grokkit.llc import estimate_llc, recommend
+from grokkit.llc_store import default_nbeta, load_llc
 
 TOLERANCE = 0.15
 SAMPLER = {"epsilon": 1e-4, "nbeta": 1000.0, "gamma": 1.0, "chains": 8, "draws": 2000, "burn_in": 500, "seed": 0}

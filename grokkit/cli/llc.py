@@ -14,7 +14,7 @@ from rich.text import Text
 
 from grokkit.cli.app import command, stderr, stdout
 from grokkit.errors import UsageError
-from grokkit.llc import (
+from grokkit.llc_store import (
     DEFAULT_BURN_IN,
     DEFAULT_CHAINS,
     DEFAULT_DRAWS,
