@@ -45,7 +45,7 @@ bench-sweep: $(STAMP) ## 8-seed sweep vs 8 sequential runs, nanda2023 sweep capa
 bench-measures: $(STAMP) ## Progress measures' share of a chunk at the default eval interval, per family (ARGS=--quick)
 	$(BIN)/python benchmarks/measure_cost.py $(ARGS)
 
-bench-early-warning: $(STAMP) ## Lead time and false alarms of every early-warning signal over 48 real runs (~25 min; ARGS=--quick)
+bench-early-warning: $(STAMP) ## Lead time and false alarms of every early-warning signal over 64 real runs (~7 min; ARGS=--quick)
 	$(BIN)/python benchmarks/early_warning.py $(ARGS)
 
 profile: $(STAMP) ## Where a step's time goes: plain vs fast model, forward, backward, optimizer

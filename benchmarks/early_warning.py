@@ -1,7 +1,7 @@
 """The early-warning benchmark (issue #14): how far ahead of the jump each signal fires, and how often it
 fires on runs that never generalize.
 
-Usage: python benchmarks/early_warning.py [--seeds 6] [--out DIR] [--quick] [--json]
+Usage: python benchmarks/early_warning.py [--seeds 8] [--out DIR] [--quick] [--json]
 
 Trains one sweep per setting (real `grokkit sweep` processes, one after another), then reads every
 member's `report` (its `early_warning` rows: signal, rule, fired step, lead) and prints, per signal:
@@ -33,9 +33,9 @@ SMALL = ["--p", "41", "--d-model", "64", "--heads", "2", "--d-mlp", "128", "--ev
 SETTINGS: dict[str, tuple[list[str], bool]] = {
     # name: (flags, expected to generalize within its budget)
     "mod-add p41, 50% train": ([*SMALL, "--task", "mod-add", "--train-frac", "0.5", "--steps", "6000"], True),
-    "mod-add p41, 40% train": ([*SMALL, "--task", "mod-add", "--train-frac", "0.4", "--steps", "8000"], True),
+    "mod-add p41, 40% train": ([*SMALL, "--task", "mod-add", "--train-frac", "0.4", "--steps", "15000"], True),
     "mod-mul p41, 50% train": ([*SMALL, "--task", "mod-mul", "--train-frac", "0.5", "--steps", "6000"], True),
-    "mod-sub p41, 50% train": ([*SMALL, "--task", "mod-sub", "--train-frac", "0.5", "--steps", "6000"], True),
+    "mod-sub p41, 50% train": ([*SMALL, "--task", "mod-sub", "--train-frac", "0.5", "--steps", "12000"], True),
     "sparse parity (merrill2023-parity)": (["--preset", "merrill2023-parity", "--steps", "30000"], True),
     "rand p41 (memorization only)": ([*SMALL, "--task", "rand", "--train-frac", "0.5", "--steps", "3000"], False),
     "mod-add p41, wd 0": ([*SMALL, "--task", "mod-add", "--train-frac", "0.5", "--wd", "0", "--steps", "3000"], False),
@@ -71,10 +71,13 @@ def member_rows(sweep_dir: Path) -> list[dict[str, Any]]:
 
 
 def score(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per signal: hits before generalization, leads, false alarms (or, for "will not" signals, the reverse)."""
-    signals: dict[str, dict[str, Any]] = {}
+    """Per signal, over the runs that generalized (fired before validation 99%, lead), the control runs (settings
+    built not to generalize: a forming signal firing there is a false alarm, a "will not" signal a hit) and the
+    runs of grokking settings that ran out of budget first (neither: they may have been on their way)."""
     grokked = [r for r in runs if r["generalized_step"] is not None]
-    never = [r for r in runs if r["generalized_step"] is None]
+    controls = [r for r in runs if r["generalized_step"] is None and not r["expected"]]
+    out_of_budget = [r for r in runs if r["generalized_step"] is None and r["expected"]]
+    signals: dict[str, dict[str, Any]] = {}
     for run in runs:
         for row in run["early_warning"]:
             signals.setdefault(row["signal"], {"rule": row["rule"], "kind": row.get("kind", "forming")})
@@ -88,7 +91,6 @@ def score(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         leads = [
             w["lead_steps"] for w in before if w is not None and w["lead_steps"] is not None and w["lead_steps"] > 0
         ]
-        alarms = sum(fired(r) is not None for r in never)
         table.append(
             {
                 "signal": name,
@@ -98,8 +100,10 @@ def score(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "grokked_runs": len(grokked),
                 "median_lead": statistics.median(leads) if leads else None,
                 "lead_range": [min(leads), max(leads)] if leads else None,
-                "fired_on_never": alarms,
-                "never_runs": len(never),
+                "fired_on_controls": sum(fired(r) is not None for r in controls),
+                "control_runs": len(controls),
+                "fired_out_of_budget": sum(fired(r) is not None for r in out_of_budget),
+                "out_of_budget_runs": len(out_of_budget),
             }
         )
     return table
@@ -107,27 +111,28 @@ def score(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def render(table: list[dict[str, Any]], title: str) -> Table:
     out = Table(title=title, title_justify="left")
-    for column in ("signal", "kind", "fired before val 99%", "median lead [range]", "fired on never-generalized"):
+    columns = ("signal", "kind", "fired before val 99%", "median lead [range]", "fired on controls",
+               "fired on out-of-budget")  # fmt: skip
+    for column in columns:
         out.add_column(column, justify="left" if column in ("signal", "kind") else "right")
     for row in sorted(table, key=lambda r: (r["kind"], -r["fired_before"])):
-        lead = (
-            "—"
-            if row["median_lead"] is None
-            else f"{row['median_lead']:,.0f} [{row['lead_range'][0]:,}–{row['lead_range'][1]:,}]"
-        )
+        lead = "—"
+        if row["median_lead"] is not None:
+            lead = f"{row['median_lead']:,.0f} [{row['lead_range'][0]:,}–{row['lead_range'][1]:,}]"
         out.add_row(
             row["signal"],
             row["kind"],
             f"{row['fired_before']}/{row['grokked_runs']}",
             lead,
-            f"{row['fired_on_never']}/{row['never_runs']}",
+            f"{row['fired_on_controls']}/{row['control_runs']}",
+            f"{row['fired_out_of_budget']}/{row['out_of_budget_runs']}",
         )
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=6, help="seeds per setting (default 6)")
+    parser.add_argument("--seeds", type=int, default=8, help="seeds per setting (default 8)")
     parser.add_argument("--out", type=Path, help="keep the sweeps here (default: a temporary folder)")
     parser.add_argument("--quick", action="store_true", help="2 seeds per setting")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
@@ -146,7 +151,7 @@ def main() -> None:
             grokked = sum(m["generalized_step"] is not None for m in members)
             settings.append({"setting": name, "flags": flags, "expected": expected, "runs": len(members),
                              "generalized": grokked, "seconds": round(seconds, 1)})  # fmt: skip
-            runs += [{**m, "setting": name} for m in members]
+            runs += [{**m, "setting": name, "expected": expected} for m in members]
         table = score(runs)
         if args.json:
             console.out(json.dumps({"settings": settings, "signals": table}), highlight=False)
@@ -158,8 +163,12 @@ def main() -> None:
             overview.add_row(s["setting"], str(s["runs"]), str(s["generalized"]), f"{s['seconds']:.0f}")
         console.print(overview)
         grokked = sum(r["generalized_step"] is not None for r in runs)
-        console.print(render(table, f"early warning over {len(runs)} runs ({grokked} generalized, "
-                                    f"{len(runs) - grokked} did not within their budget)"))  # fmt: skip
+        controls = sum(r["generalized_step"] is None and not r["expected"] for r in runs)
+        title = (f"early warning over {len(runs)} runs: {grokked} generalized, {controls} controls (built not to), "
+                 f"{len(runs) - grokked - controls} out of budget before generalizing")  # fmt: skip
+        console.print(render(table, title))
+        console.print("forming signals: firing on a control is a false alarm; will_not signals: firing before "
+                      "val 99% is a false alarm, firing on a control a hit")  # fmt: skip
         for row in sorted(table, key=lambda r: r["signal"]):
             console.print(f"  {row['signal']}: {row['rule']}")
 
