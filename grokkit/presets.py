@@ -25,6 +25,13 @@ _GROKFAST_BASE: dict[str, Any] = {
     "train.steps": 100_000, "train.eval_every": 50, "train.checkpoint_every": 1000,
 }  # fmt: skip
 
+# Nanda et al. 2023's 1-layer transformer and AdamW, which Chughtai et al. 2023's transformer runs reuse
+_NANDA_MODEL_AND_OPTIMIZER: dict[str, Any] = {
+    "model.kind": ModelKind.transformer, "model.layers": 1, "model.d_model": 128, "model.heads": 4,
+    "model.d_mlp": 512, "model.activation": Activation.relu, "model.layer_norm": False,
+    "optim.name": OptimizerName.adamw, "optim.lr": 1e-3, "optim.wd": 1.0, "optim.beta1": 0.9, "optim.beta2": 0.98,
+}  # fmt: skip
+
 # init scale 1/sqrt(3): PyTorch's default Linear init (their code) has variance 1/(3 fan_in), ours 1/fan_in
 _PRIETO_BASE: dict[str, Any] = {
     "data.task": "mod-add", "data.p": 113, "data.train_frac": 0.4, "model.kind": ModelKind.mlp,
@@ -53,18 +60,7 @@ PRESETS: dict[str, Preset] = {
                 "data.task": "mod-add",
                 "data.p": 113,
                 "data.train_frac": 0.3,
-                "model.kind": ModelKind.transformer,
-                "model.layers": 1,
-                "model.d_model": 128,
-                "model.heads": 4,
-                "model.d_mlp": 512,
-                "model.activation": Activation.relu,
-                "model.layer_norm": False,
-                "optim.name": OptimizerName.adamw,
-                "optim.lr": 1e-3,
-                "optim.wd": 1.0,
-                "optim.beta1": 0.9,
-                "optim.beta2": 0.98,
+                **_NANDA_MODEL_AND_OPTIMIZER,
                 "optim.warmup": 10,
                 "optim.batch_size": None,
                 "train.steps": 40_000,
@@ -216,18 +212,7 @@ PRESETS: dict[str, Preset] = {
             {
                 "data.task": "s5-compose",
                 "data.train_frac": 0.6,
-                "model.kind": ModelKind.transformer,
-                "model.layers": 1,
-                "model.d_model": 128,
-                "model.heads": 4,
-                "model.d_mlp": 512,
-                "model.activation": Activation.relu,
-                "model.layer_norm": False,
-                "optim.name": OptimizerName.adamw,
-                "optim.lr": 1e-3,
-                "optim.wd": 1.0,
-                "optim.beta1": 0.9,
-                "optim.beta2": 0.98,
+                **_NANDA_MODEL_AND_OPTIMIZER,
                 "optim.batch_size": None,
                 "train.steps": 40_000,
                 "train.eval_every": 100,
