@@ -80,13 +80,13 @@ def test_csv_columns_are_flat_and_every_cell_a_number(tmp_path, tiny_run):
     header = out.read_text().splitlines()[0].split(",")
     assert header[:6] == ["step", "train_loss", "train_acc", "val_loss", "val_acc", "param_norm"]
     assert "param_norms.blocks/0" in header and "param_norms.embed_VD" in header
-    assert "key_frequencies.0" in header and "param_norms" not in header
+    assert "restricted_loss" in header and "dist_from_init" in header and "param_norms" not in header
     columns = read_csv_numbers(out)
     assert list(columns) == header
     for i, record in enumerate(tiny_run.history):
         assert columns["step"][i] == record["step"]
         assert columns["param_norms.blocks/0"][i] == pytest.approx(record["param_norms"]["blocks/0"], rel=1e-12)
-        assert columns["key_frequencies.0"][i] == record["key_frequencies"][0]
+        assert columns["dist_from_init"][i] == pytest.approx(record["dist_from_init"], rel=1e-12)
 
 
 def test_csv_leaves_cells_of_shorter_lists_empty(tmp_path, tiny_run):
@@ -122,7 +122,7 @@ def test_tensorboard_tags_are_the_metric_names_and_every_scalar_is_there(tmp_pat
         if tag != "step"
     ]
     assert sorted(tag for tag, _, _ in scalars) == sorted(tag for tag, _, _ in expected)
-    assert {"elapsed_s", "param_norm", "val_acc", "param_norms.blocks/0", "key_frequencies.0"} <= {
+    assert {"elapsed_s", "param_norm", "val_acc", "param_norms.blocks/0", "restricted_loss", "dist_from_init"} <= {
         tag for tag, _, _ in scalars
     }
     got = {(tag, step): value for tag, step, value in scalars}
