@@ -69,6 +69,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from grokkit.data import brief
 from grokkit.errors import UsageError
 from grokkit.llc_store import (  # the defaults and llc.json, importable without JAX
     AGREEMENT,
@@ -243,6 +244,13 @@ def estimate_llc(
 # --- settings and checks -----------------------------------------------------------------------------
 
 
+MAX_CHAINS = 1024
+MAX_SAMPLER_STEPS = 10_000_000
+"""At most this many SGLD steps over all chains at one checkpoint (the recorded losses alone: 40 MB; the default
+is 1,200), so a mistyped count is refused at once instead of running for days or failing inside XLA."""
+MAX_SEED = 2**31 - 1
+
+
 @dataclass(frozen=True)
 class LLCSettings:
     """The sampler's settings; None for nbeta and batch_size: the defaults for the run (module docstring)."""
@@ -263,6 +271,17 @@ class LLCSettings:
                 raise UsageError(f"must be a positive number, got {value}", option=name)
         if self.burn_in < 0:
             raise UsageError(f"must be 0 or more, got {self.burn_in}", option="--burn-in")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise UsageError(f"must be in [0, {MAX_SEED}], got {self.seed}", option="--seed")
+        if self.chains > MAX_CHAINS:
+            raise UsageError(f"must be at most {MAX_CHAINS}, got {brief(self.chains)}", option="--chains")
+        steps = self.chains * (self.burn_in + self.draws)
+        if steps > MAX_SAMPLER_STEPS:
+            raise UsageError(
+                f"chains x (burn-in + draws) is {brief(steps)} SGLD steps, over the limit of {MAX_SAMPLER_STEPS:,}; "
+                "lower --draws or --burn-in",
+                option="--draws",
+            )
         if self.batch_size is not None and self.batch_size < 1:
             raise UsageError(f"must be a positive number, got {self.batch_size}", option="--batch-size")
         for name, real in (("--epsilon", self.epsilon), ("--nbeta", self.nbeta)):
