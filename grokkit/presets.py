@@ -3,11 +3,40 @@
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-from grokkit.config import Activation, Embed, Grokfast, Loss, ModelKind, OptimizerName
+from grokkit.config import Activation, Embed, Grokfast, Loss, LossDtype, ModelKind, OptimizerName
 from grokkit.errors import UsageError
+
+
+class Measure(StrEnum):
+    val_acc = "val_acc"  # the first evaluation from which validation accuracy stays >= the threshold
+    val_loss = "val_loss"  # ... from which validation loss stays < the threshold
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A figure the paper reports for its setup: the step at which `measure` crossed `threshold`."""
+
+    measure: Measure
+    threshold: float
+    steps: tuple[int, int] | None  # the paper's step(s), low and high (equal for one run); None: never, in its budget
+    budget: int  # the paper's step budget
+    where: str  # where the figure is (table, figure or file), how many runs, whether read off a plot
+
+    @property
+    def short(self) -> str:
+        if self.measure is Measure.val_acc:
+            return f"val acc {self.threshold:.0%}"
+        return f"val loss < {self.threshold:g}"
+
+    @property
+    def label(self) -> str:
+        if self.measure is Measure.val_acc:
+            return f"steps to {self.threshold:.0%} validation accuracy"
+        return f"steps to validation loss < {self.threshold:g}"
 
 
 @dataclass(frozen=True)
@@ -15,6 +44,9 @@ class Preset:
     name: str
     source: str  # author, year, title
     overrides: dict[str, Any]
+    claims: tuple[Claim, ...] = ()  # what `grokkit reproduce` checks; empty: the paper gives no figure for this setup
+    seeds: int = 3  # `grokkit reproduce`: seeds by default
+    reproduce: dict[str, Any] = field(default_factory=dict)  # `grokkit reproduce`: settings on top of the preset
 
 
 _GROKFAST_BASE: dict[str, Any] = {
@@ -67,6 +99,17 @@ PRESETS: dict[str, Preset] = {
                 "train.eval_every": 100,
                 "train.checkpoint_every": 1000,
             },
+            claims=(
+                Claim(
+                    Measure.val_loss,
+                    0.01,
+                    (8258, 8258),
+                    50_000,
+                    "their committed logs, saved_runs/"
+                    "mod_addition_frac_train_sweep.pth in the progress-measures-paper repository; one run",
+                ),
+            ),
+            reproduce={"train.early_exit_window": 2000},  # their figure is test loss < 0.01, after 99% accuracy
         ),
         Preset(
             "power2022",
@@ -97,12 +140,15 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "grokfast2024-baseline",
             "Lee et al. 2024, Grokfast: Accelerated Grokking by Amplifying Slow Gradients "
-            "(Table 1 baseline: 39,890 steps to 95% val)",
+            "(Table 3 baseline: 39,890 steps to 95% val)",
             _GROKFAST_BASE,
+            claims=(Claim(Measure.val_acc, 0.95, (39_890, 39_890), 300_000, "Table 3; one run"),),
+            seeds=1,  # ~25 min a seed here to 50k steps
+            reproduce={"train.steps": 50_000, "train.eval_every": 250},
         ),
         Preset(
             "grokfast2024",
-            "Lee et al. 2024, Grokfast (Table 1, EMA: 910 steps to 95% val)",
+            "Lee et al. 2024, Grokfast (Table 3, EMA: 910 steps to 95% val)",
             {
                 **_GROKFAST_BASE,
                 "optim.grokfast": Grokfast.ema,
@@ -110,10 +156,11 @@ PRESETS: dict[str, Preset] = {
                 "optim.grokfast_lambda": 2.0,
                 "optim.wd": 0.005,
             },
+            claims=(Claim(Measure.val_acc, 0.95, (910, 910), 300_000, "Table 3; one run"),),
         ),
         Preset(
             "grokfast2024-ma",
-            "Lee et al. 2024, Grokfast (Table 1, MA: 790 steps to 95% val)",
+            "Lee et al. 2024, Grokfast (Table 3, MA: 790 steps to 95% val)",
             {
                 **_GROKFAST_BASE,
                 "optim.grokfast": Grokfast.ma,
@@ -121,16 +168,53 @@ PRESETS: dict[str, Preset] = {
                 "optim.grokfast_lambda": 5.0,
                 "optim.wd": 0.01,
             },
+            claims=(Claim(Measure.val_acc, 0.95, (790, 790), 300_000, "Table 3; one run"),),
         ),
         Preset(
             "prieto2025-stablemax",
             "Prieto et al. 2025, Grokking at the Edge of Numerical Stability (StableMax)",
             {**_PRIETO_BASE, "train.loss": Loss.stablemax, "train.steps": 80_000, "train.eval_every": 100},
+            claims=(
+                Claim(
+                    Measure.val_acc,
+                    0.95,
+                    (50_000, 55_000),
+                    80_000,
+                    "Fig. 1, read off the plot of their "
+                    "paper_plots.ipynb (test accuracy logged every 5,000 epochs; it plateaus near 98%); one run",
+                ),
+            ),
+            seeds=1,
+        ),
+        Preset(
+            "prieto2025-float64",
+            "Prieto et al. 2025, Grokking at the Edge of Numerical Stability (softmax cross-entropy computed in "
+            "float64, no weight decay)",
+            {**_PRIETO_BASE, "train.loss_dtype": LossDtype.float64, "train.steps": 80_000, "train.eval_every": 100},
+            claims=(
+                Claim(
+                    Measure.val_acc,
+                    0.5,
+                    None,
+                    80_000,
+                    "Fig. 1 and their paper_plots.ipynb: test accuracy stays near 0% for all 80,000 epochs; one run",
+                ),
+            ),
+            seeds=1,
         ),
         Preset(
             "prieto2025-orthograd",
             "Prieto et al. 2025, Grokking at the Edge of Numerical Stability (⊥AdamW)",
             {**_PRIETO_BASE, "optim.orthograd": True, "optim.beta2": 0.99, "train.steps": 300, "train.eval_every": 10},
+            claims=(
+                Claim(
+                    Measure.val_acc,
+                    0.99,
+                    (110, 120),
+                    300,
+                    "Fig. 1, read off the plot of their paper_plots.ipynb (97% at epoch 110, 100% by 120); one run",
+                ),
+            ),
         ),
         Preset(
             "gromov2023",
@@ -214,16 +298,27 @@ PRESETS: dict[str, Preset] = {
                 "data.train_frac": 0.6,
                 **_NANDA_MODEL_AND_OPTIMIZER,
                 "optim.batch_size": None,
-                "train.steps": 40_000,
+                "train.steps": 50_000,
                 "train.eval_every": 100,
                 "train.checkpoint_every": 1000,
             },
+            claims=(
+                Claim(
+                    Measure.val_acc,
+                    0.99,
+                    (14_864, 37_728),
+                    50_000,
+                    "their committed runs rep_theory/batch_experiments/S5_T_seed1..4 (cfg.json, metrics.csv); 4 seeds",
+                ),
+            ),
+            seeds=1,  # ~15 min a seed here
         ),
         Preset(
             "merrill2023-parity",
             "Merrill et al. 2023, A Tale of Two Circuits: Grokking as Competition of Sparse and Dense "
             "Subnetworks; Barak et al. 2022 ((n, k) = (40, 3), 1,000 training strings, one hidden layer of 1,000 "
-            "ReLU units, minibatch SGD with weight decay)",
+            "ReLU units, minibatch SGD; weight decay 1e-3: their code's 0.01, with its hinge loss replaced by our "
+            "cross-entropy, shows no delay)",
             {
                 "data.task": "sparse-parity",
                 "data.n_bits": 40,

@@ -1160,3 +1160,50 @@ def comparison_report(result: dict[str, Any]) -> Group:
     for warning in result["warnings"]:
         parts.append(Text(f"warning: {warning}", style="yellow"))
     return Group(*parts)
+
+
+def reproduction_view(result: dict[str, Any]) -> Group:
+    """`grokkit reproduce`: per paper figure, ours (censored median, range, k/n) beside the paper's, and the verdict."""
+    from grokkit.reproduce import paper_cell, steps_cell
+
+    table = Table(title=f"{result['preset']}: ours beside the paper's", title_justify="left")
+    for column in ("figure", "paper", "ours: median \\[range] (k/n)", "verdict"):
+        table.add_column(column)
+    for row in result["claims"]:
+        table.add_row(
+            f"{row['claim']}\n[dim]{row['where']}[/]", paper_cell(row), steps_cell(row), row["verdict"] or "—"
+        )
+    minutes = result["wall_s"] / 60
+    footer = Text(
+        f"{result['seeds']} seed(s), budget {result['budget']:,} steps, {minutes:.1f} min of training in all; "
+        f"command: {result['command']}",
+        style="dim",
+    )
+    return Group(table, footer)
+
+
+def reproduction_list_view(records: dict[str, Any]) -> Table:
+    """`grokkit reproduce --list`: every preset's paper figures with its last recorded result on this machine kind."""
+    from grokkit.presets import PRESETS
+    from grokkit.reproduce import NO_FIGURE, paper_cell, steps_cell
+
+    table = Table(
+        title="presets: the paper's figure and the last recorded reproduction (steps to the threshold)",
+        title_justify="left",
+        caption="`grokkit reproduce PRESET` shows where each figure is in its paper; --json gives every field",
+    )
+    for column in ("preset", "threshold", "paper", "ours (k/n)", "verdict", "recorded"):
+        table.add_column(column)
+    for name, preset in PRESETS.items():
+        found = records.get(name)
+        for claim in preset.claims or (NO_FIGURE,):
+            row = next((r for r in (found or {}).get("claims", []) if r["claim"] == claim.label), None)
+            if found is None or row is None:
+                paper = paper_cell(
+                    {"paper_steps": claim.steps, "paper_budget": claim.budget if preset.claims else None}
+                )
+                table.add_row(name, claim.short, paper, "not recorded", "", "")
+                continue
+            recorded = f"{found['date']}, budget {found['budget']:,}, {found['wall_s'] / 60:.1f} min"
+            table.add_row(name, claim.short, paper_cell(row), steps_cell(row), row["verdict"] or "—", recorded)
+    return table

@@ -149,8 +149,8 @@ def create_sweep_dir(path: Path, spec: SweepSpec, notify: Callable[[str], None] 
     path = Path(path)
     wanted = {"grokkit": __version__, **spec.to_dict(), "members": [m.name for m in spec.members()]}
     if is_sweep(path):
-        existing = json.loads((path / SWEEP_FILE).read_text())
-        if {k: existing.get(k) for k in ("base", "axes")} != {k: wanted[k] for k in ("base", "axes")}:
+        _, existing = open_sweep(path)  # read as a resume reads it: settings added since then take their defaults
+        if existing.to_dict() != spec.to_dict():
             raise UsageError(
                 f"{path} holds a different sweep; use 'grokkit resume {path}' or choose another --run-dir",
                 option="--run-dir",

@@ -327,3 +327,17 @@ def test_sweep_report_figure_and_two_axis_grid(tiny_sweep, tmp_path):
     console.print(sweep_view(SweepReport(tmp_path, spec, [], rows), 100))
     text = console.export_text()
     assert "time to grok (median step" in text and "2,500" in text and "—" in text
+
+
+def test_a_sweep_folder_from_before_a_new_setting_existed_is_joined_not_refused(tmp_path):
+    from grokkit.sweep import SWEEP_FILE, create_sweep_dir
+
+    spec = SweepSpec(resolve(None, TINY), {"seed": [0, 1]})
+    create_sweep_dir(tmp_path / "s", spec)
+    file = tmp_path / "s" / SWEEP_FILE
+    older = json.loads(file.read_text())
+    del older["base"]["model"]["init_scale"]  # as written by a grokkit without that setting (it takes its default)
+    file.write_text(json.dumps(older))
+    create_sweep_dir(tmp_path / "s", spec)  # joins
+    with pytest.raises(UsageError, match="holds a different sweep"):
+        create_sweep_dir(tmp_path / "s", SweepSpec(resolve(None, TINY), {"seed": [0, 2]}))

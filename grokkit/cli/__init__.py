@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from grokkit import __version__
-from grokkit.cli import datasets, llc, reports, training  # noqa: F401  (registers the commands)
+from grokkit.cli import datasets, llc, reports, reproduce, training  # noqa: F401  (registers the commands)
 from grokkit.cli.app import app, stdout
 
 
