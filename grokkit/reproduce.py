@@ -213,7 +213,7 @@ def paper_cell(row: dict[str, Any]) -> str:
 def markdown_table(records: dict[str, Any]) -> str:
     """The README's reproduction table: one row per claim of every preset, in PRESETS order."""
     lines = [
-        "| preset | the paper's claim | paper | ours: median [range] (k/n) | budget | wall-clock | verdict |",
+        "| command | the paper's figure | paper | ours: median [range] (k/n) | budget | wall-clock | verdict |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, preset in PRESETS.items():
@@ -225,7 +225,7 @@ def markdown_table(records: dict[str, Any]) -> str:
                 continue
             wall = f"{found['wall_s'] / 60:.1f} min ({found['seeds']} seeds)"
             lines.append(
-                f"| `{name}` | {claim.label} ({claim.where}) | {paper_cell(row)} | {steps_cell(row)} | "
+                f"| `{found['command']}` | {claim.label} ({claim.where}) | {paper_cell(row)} | {steps_cell(row)} | "
                 f"{found['budget']:,} | {wall} | {row['verdict'] or ''} |"
             )
     return "\n".join(lines)

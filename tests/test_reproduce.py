@@ -128,8 +128,8 @@ def test_records_round_trip_and_fill_the_readme_table(tmp_path, monkeypatch):
     assert stored["wall_s"] == 180.0 and stored["date"] and stored["machine"] and "jax" in stored["versions"]
     table = markdown_table(load_records(path))
     assert (
-        "| `grokfast2024` | steps to 95% validation accuracy (Table 3; one run) | 910 | 750 [700–1,850] (3/3) |"
-        in table
+        "| `grokkit reproduce grokfast2024` | steps to 95% validation accuracy (Table 3; one run) | 910 | "
+        "750 [700–1,850] (3/3) |" in table
     )
     assert "| 100,000 | 3.0 min (3 seeds) | within spread |" in table
     assert "| `nanda2023` |" in table and "not run" in table  # every preset has a row
