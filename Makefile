@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast lint typecheck format bench bench-sweep bench-measures bench-early-warning profile grok clean
+.PHONY: help setup test test-fast lint typecheck format bench bench-sweep bench-measures bench-early-warning profile grok docs-figures clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}'
@@ -25,15 +25,15 @@ test-fast: $(STAMP) ## Run the tests without the slow ones
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(STAMP) ## ruff check and format check
-	$(BIN)/ruff check grokkit tests benchmarks
-	$(BIN)/ruff format --check grokkit tests benchmarks
+	$(BIN)/ruff check grokkit tests benchmarks tools
+	$(BIN)/ruff format --check grokkit tests benchmarks tools
 
 typecheck: $(STAMP) ## Static type check (mypy)
 	$(BIN)/mypy
 
 format: $(STAMP) ## Apply ruff's formatting and safe fixes
-	$(BIN)/ruff check --fix grokkit tests benchmarks
-	$(BIN)/ruff format grokkit tests benchmarks
+	$(BIN)/ruff check --fix grokkit tests benchmarks tools
+	$(BIN)/ruff format grokkit tests benchmarks tools
 
 bench: $(STAMP) ## Throughput, GFLOP/s vs peak, start-up, time to grok; then bench-sweep (~25 min in all)
 	$(BIN)/python benchmarks/bench.py $(ARGS)
@@ -50,6 +50,9 @@ bench-early-warning: $(STAMP) ## Lead time and false alarms of every early-warni
 
 profile: $(STAMP) ## Where a step's time goes: plain vs fast model, forward, backward, optimizer
 	$(BIN)/python benchmarks/profile_step.py $(ARGS)
+
+docs-figures: $(STAMP) ## Rerun the README's quoted commands and rewrite their blocks (~10 min; ARGS=--check, --only NAME, --list)
+	$(BIN)/python tools/docs_figures.py $(ARGS)
 
 grok: $(STAMP) ## The main job: train mod-add p=97 and watch it grok
 	$(BIN)/grokkit train --task mod-add --p 97
