@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -180,6 +181,12 @@ def test_reproduce_table_in_the_readme_is_what_the_code_prints(capsys):
 
 @pytest.mark.slow
 def test_main_command_in_the_readme_is_what_the_command_prints(capsys):
+    measured_on = re.search(r"`make docs-figures`, [\d-]+, ([^)]+)\)", figures.blocks(figures.README.read_text())[
+        "main-command-summary"])  # fmt: skip
+    assert measured_on, "the main-command summary names the machine its figures were measured on"
+    if measured_on.group(1) != figures.machine_words():
+        pytest.skip(f"README figures are from {measured_on.group(1)}; this is {figures.machine_words()} (XLA compiles "
+                    "for the host's vector unit and jax version, and a long run's float sums follow them)")  # fmt: skip
     assert figures.main(["--check", "--only", "main-command,main-command-summary"]) == 0, capsys.readouterr().out
 
 

@@ -158,9 +158,19 @@ def fenced(lines: list[str]) -> str:
     return "\n".join(["```", *lines, "```"])
 
 
+def vector_unit() -> str:
+    """The widest x86 vector extension: XLA compiles for it, so float sums (and a long run's figures) depend on it."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return "unknown vector unit"
+    words = set(flags.split())
+    return "AVX-512" if "avx512f" in words else "AVX2" if "avx2" in words else "no AVX2"
+
+
 def machine_words() -> str:
-    """What the deterministic figures depend on: the jax version and the core count."""
-    return f"jax {version('jax')}, {os.cpu_count()} cores"
+    """What the deterministic figures depend on: the jax version, the core count and the vector unit."""
+    return f"jax {version('jax')}, {os.cpu_count()} cores, {vector_unit()}"
 
 
 # --- main-command: `grokkit train --task mod-add --p 97 | cat` -----------------------------------------------
