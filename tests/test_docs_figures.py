@@ -187,7 +187,9 @@ def test_main_command_in_the_readme_is_what_the_command_prints(capsys):
     if measured_on.group(1) != figures.machine_words():
         pytest.skip(f"README figures are from {measured_on.group(1)}; this is {figures.machine_words()} (XLA compiles "
                     "for the host's vector unit and jax version, and a long run's float sums follow them)")  # fmt: skip
-    assert figures.main(["--check", "--only", "main-command,main-command-summary"]) == 0, capsys.readouterr().out
+    assert figures.main(["--check", "--only", "main-command,main-command-summary,main-report"]) == 0, (
+        capsys.readouterr().out
+    )
 
 
 @pytest.mark.slow

@@ -226,7 +226,13 @@ def main_command(work: Path) -> dict[str, str]:
         f"start-up and compilation included, with a peak resident memory of {output.peak_mb:.0f} MB (measured by "
         f"`make docs-figures`, {time.strftime('%Y-%m-%d')}, {machine_words()}).",
     ]
-    return {"main-command": fenced(excerpt), "main-command-summary": "\n".join(summary)}
+    run_dir = lines[ending].removeprefix("Run directory: ").strip()
+    report = run(["report", run_dir, "--no-plot"], work)  # an 80-column terminal
+    return {
+        "main-command": fenced(excerpt),
+        "main-command-summary": "\n".join(summary),
+        "main-report": fenced(lines_of(report.stdout)),
+    }
 
 
 # --- nanda2023: the preset's run, its report's phases and `grokkit inspect` ----------------------------------
@@ -330,7 +336,8 @@ class Figures:
 
 
 REGISTRY = [
-    Figures(("main-command", "main-command-summary"), ("grokkit train --task mod-add --p 97",), "~30-60 s",
+    Figures(("main-command", "main-command-summary", "main-report"),
+            ("grokkit train --task mod-add --p 97", "grokkit report RUN --no-plot"), "~30-60 s",
             main_command),
     Figures(("nanda2023",), (f"grokkit train --preset nanda2023 --keep-checkpoints 50 --run-dir {NANDA_RUN}",
             f"grokkit report {NANDA_RUN}", f"grokkit report --json {NANDA_RUN}", f"grokkit inspect {NANDA_RUN}"),
