@@ -71,7 +71,10 @@ def reproduce_command(
         raise UsageError("name a preset to reproduce, or pass --list to see them", option="PRESET")
     from grokkit.presets import get_preset
 
-    get_preset(preset)
+    try:
+        get_preset(preset)
+    except UsageError as err:
+        raise UsageError(str(err).removeprefix(f"{err.option}: "), option="PRESET") from None
     check_seeds(seeds)
     result = run_reproduction(preset, seeds, steps, run_dir, quiet=json_out)
     if record:
