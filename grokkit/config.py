@@ -72,13 +72,14 @@ INT_BOUNDS: dict[str, tuple[int | None, int, str]] = {
 INJECTED = ("lr", "wd", "beta1", "beta2", "momentum", "grokfast_alpha", "grokfast_lambda")
 """Optimizer settings held in the optimizer's state as float32 (optax.inject_hyperparams), so a sweep can vary them
 and config.json sets them on every resume."""
-FLOAT32_KEYS = frozenset({*(f"optim.{name}" for name in INJECTED), "model.init_scale"})
+FLOAT32_KEYS = frozenset({*(f"optim.{name}" for name in INJECTED), "model.init_scale", "model.output_scale"})
 """Settings used as float32: their bounds hold for the float32 value too (0.999999999 is 1.0 there)."""
 
 FLOAT_BOUNDS: dict[str, tuple[float, bool, float | None, str]] = {
     # key: (lowest, lowest excluded, highest (excluded) or None, the rule in words)
     "data.train_frac": (0.0, True, 1.0, "strictly between 0 and 1"),
     "model.init_scale": (0.0, True, None, "> 0"),
+    "model.output_scale": (0.0, True, None, "> 0"),
     "optim.lr": (0.0, True, None, "> 0"),
     "optim.wd": (0.0, False, None, ">= 0"),
     "optim.beta1": (0.0, False, 1.0, "in [0, 1)"),
@@ -165,6 +166,9 @@ class ModelConfig:
     embed: Embed = Embed.concat  # MLP model: how the operands' one-hot inputs are combined
     bias: bool = True  # MLP model: biases in its linear layers
     init_scale: float = 1.0  # every initial weight multiplied by this (Liu et al. 2023, Omnigrok)
+    # Kumar et al. 2024: the network is alpha * (f_theta - f_theta0), trained on its loss / alpha^2 (for gradient
+    # descent, their learning rate eta_0 / alpha^2); large alpha trains lazily. None: the plain f_theta.
+    output_scale: float | None = None
 
 
 @dataclass(frozen=True)

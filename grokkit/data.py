@@ -1,4 +1,5 @@
-"""Algorithmic datasets of the grokking literature, generated exactly in pure NumPy."""
+"""Datasets of the grokking literature in pure NumPy: algorithmic tasks generated exactly, and image tasks read
+from installed packages (`grokkit.images`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from grokkit.errors import UsageError
+from grokkit.images import IMAGE_CLASSES, IMAGE_SHAPES, LOADERS
 
 MAX_EXAMPLES = 50_000_000
 """Largest input space we generate (int32 tokens: ~600 MB for 3 tokens per example)."""
@@ -38,7 +40,7 @@ class Task:
     name: str
     formula: str
     source: str
-    family: str  # "modular", "s5", "rand" or "parity"
+    family: str  # "modular", "s5", "rand", "parity" or "image"
     needs_prime: bool = False
 
 
@@ -48,13 +50,15 @@ class Dataset:
 
     Pairwise tasks use the sequence `[x, y, =]` over the vocabulary `0..n_values-1`
     (operands) plus `n_values` (the `=` token). Sparse parity uses `[b_1, ..., b_n, =]`
-    with bits 0/1 and `=` = 2.
+    with bits 0/1 and `=` = 2. Image tasks have no tokens: `tokens` holds each image's
+    `n_values` real-valued features (float32), which the MLP's first layer reads the way it
+    reads one operand's one-hot vector.
     """
 
     task: str
-    tokens: np.ndarray  # [n_examples, seq_len] int32
+    tokens: np.ndarray  # [n_examples, seq_len] int32, or [n_examples, n_values] float32 for image tasks
     labels: np.ndarray  # [n_examples] int32
-    n_values: int  # operand tokens are 0..n_values-1; "=" is n_values
+    n_values: int  # operand tokens are 0..n_values-1 and "=" is n_values; image tasks: features per image
     n_classes: int
 
     @property
@@ -138,6 +142,18 @@ TASKS: dict[str, Task] = {
         "Barak et al. 2022, Hidden progress in deep learning",
         "parity",
     ),
+    "digits": Task(
+        "digits",
+        "8 x 8 handwritten digit image (64 pixels in [0, 1]) -> digit",
+        "scikit-learn's bundled UCI optical digits (Alpaydin & Kaynak 1998); the images extra",
+        "image",
+    ),
+    "mnist1d": Task(
+        "mnist1d",
+        "1-D digit signal (40 samples) -> digit",
+        "Greydanus 2020, MNIST-1D (the mnist1d package's generator); the images extra",
+        "image",
+    ),
 }
 
 S5_ORDER = 120
@@ -192,7 +208,13 @@ def s5_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return perms, compose, inverse
 
 
-TASK_PARAMETERS = {"modular": ("p",), "rand": ("p",), "s5": (), "parity": ("n_bits", "k_bits", "n_samples")}
+TASK_PARAMETERS = {
+    "modular": ("p",),
+    "rand": ("p",),
+    "s5": (),
+    "parity": ("n_bits", "k_bits", "n_samples"),
+    "image": (),
+}
 """The data settings each task family reads; the others mean nothing for it."""
 
 
@@ -208,8 +230,13 @@ def task_label(task: str, p: int, n_bits: int, k_bits: int, n_samples: int) -> s
 
 
 def task_shape(task: str, p: int, n_bits: int = 12) -> tuple[int, int, int]:
-    """(vocabulary size, sequence length, classes) of a task's examples, without generating them."""
+    """(vocabulary size, sequence length, classes) of a task's examples, without generating them.
+
+    An image task is one real-valued operand: (features, 2, classes), as the MLP's one first-layer table reads it.
+    """
     family = get_task(task).family
+    if family == "image":
+        return IMAGE_SHAPES[task][1], 2, IMAGE_CLASSES
     if family == "parity":
         return 3, n_bits + 1, 2
     n_values = S5_ORDER if family == "s5" else p
@@ -219,6 +246,8 @@ def task_shape(task: str, p: int, n_bits: int = 12) -> tuple[int, int, int]:
 def input_space_size(task: str, p: int, n_bits: int = 0, n_samples: int = 0) -> int:
     """Number of examples a task has, without generating them."""
     family = get_task(task).family
+    if family == "image":
+        return IMAGE_SHAPES[task][0]
     if family == "s5":
         return S5_ORDER**2
     if family == "parity":
@@ -263,8 +292,11 @@ def validate_task_params(task: str, p: int, n_bits: int = 12, k_bits: int = 3, n
 def make_dataset(
     task: str, p: int = 97, *, seed: int = 0, n_bits: int = 12, k_bits: int = 3, n_samples: int = 2000
 ) -> Dataset:
-    """Every example of `task` exactly once, in a fixed order (x-major for pairs)."""
+    """Every example of `task` exactly once, in a fixed order (x-major for pairs; the package's for images)."""
     spec = validate_task_params(task, p, n_bits, k_bits, n_samples)
+    if spec.family == "image":
+        features, labels = LOADERS[task]()
+        return Dataset(task, features, labels, n_values=features.shape[1], n_classes=IMAGE_CLASSES)
     if spec.family == "parity":
         return _sparse_parity(n_bits, k_bits, n_samples, seed)
     n_values = S5_ORDER if spec.family == "s5" else p

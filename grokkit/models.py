@@ -156,7 +156,10 @@ class Transformer(nnx.Module):
 
 
 class MLP(nnx.Module):
-    """MLP on the operands' one-hot inputs, concatenated (one table per operand) or summed (shared)."""
+    """MLP on the operands' one-hot inputs, concatenated (one table per operand) or summed (shared).
+
+    Image tasks give it float features [B, V] instead of tokens: one operand whose one-hot vector is replaced
+    by real values, so the first layer is the same table (embed_OVF[0], [V, F]) as a matrix product."""
 
     def __init__(self, cfg: ModelConfig, vocab_size: int, n_operands: int, n_classes: int, *, rngs: nnx.Rngs):
         tables = n_operands if cfg.embed == Embed.concat else 1
@@ -175,10 +178,13 @@ class MLP(nnx.Module):
         return tables_OVF.transpose(1, 0, 2).reshape(n_values, -1)
 
     def first_hidden(self, tokens_BT: jax.Array) -> jax.Array:
-        """The first hidden layer's activations: [B, T] -> [B, F]."""
-        operands_BO = tokens_BT[:, :-1]
-        table_O = jnp.arange(operands_BO.shape[1]) % self.embed_OVF.shape[0]
-        h_BF = self.embed_OVF[...][table_O, operands_BO].sum(axis=1)
+        """The first hidden layer's activations: tokens [B, T] (or image features [B, V]) -> [B, F]."""
+        if jnp.issubdtype(tokens_BT.dtype, jnp.floating):
+            h_BF = tokens_BT @ self.embed_OVF[...][0]
+        else:
+            operands_BO = tokens_BT[:, :-1]
+            table_O = jnp.arange(operands_BO.shape[1]) % self.embed_OVF.shape[0]
+            h_BF = self.embed_OVF[...][table_O, operands_BO].sum(axis=1)
         if self.b_embed_F is not None:
             h_BF = h_BF + self.b_embed_F[...]
         return activation_fn(self.act)(h_BF)

@@ -18,20 +18,23 @@ from flax import nnx
 
 from grokkit.analysis import Ending, early_exit_due
 from grokkit.bases import MEASURE_NAMES, SIGNAL_NAMES, GroupBasis, task_basis
-from grokkit.config import Config, DataConfig, Loss, LossDtype, ModelConfig, OptimConfig, TrainConfig
-from grokkit.data import Dataset, Split, make_dataset, split_dataset
-from grokkit.errors import TrainingDiverged
+from grokkit.config import Config, DataConfig, Loss, LossDtype, ModelConfig, ModelKind, OptimConfig, TrainConfig
+from grokkit.data import Dataset, Split, get_task, make_dataset, split_dataset, task_shape
+from grokkit.errors import TrainingDiverged, UsageError
 from grokkit.models import build_model
 from grokkit.optim import INJECTED, build_optimizer, hyperparameters
 from grokkit.parity import parity_measures
 from grokkit.progress import BasisData, basis_data, key_field, key_names, progress_measures
-from grokkit.signals import gradient_chunk, task_agnostic_signals
+from grokkit.signals import distance_from_init, gradient_chunk, task_agnostic_signals
 
 METRIC_NAMES = ("train_loss", "train_acc", "val_loss", "val_acc", "param_norm")
 NOISE_METRICS = ("train_acc_clean", "train_acc_corrupted", "train_acc_corrupted_true")
 """With --label-noise: accuracy on the uncorrupted training examples, on the corrupted ones against the labels
 trained on (memorized noise; its fall is Doshi et al.'s forgetting), and on the corrupted ones against their
 true labels."""
+LAZINESS_METRICS = ("relative_weight_change",)
+"""With --output-scale: ||theta - theta_0|| / ||theta_0||, how far training has moved the weights (Kumar et al.
+2024: small while training is lazy, growing once features are learned)."""
 
 
 class TrainState(NamedTuple):
@@ -69,6 +72,21 @@ class Experiment:
         """The configured loss and the accuracy."""
         return loss_and_accuracy(logits_BC, labels_B, self.config.train.loss, self.config.train.loss_dtype)
 
+    def outputs(self, params: nnx.State, init_params: nnx.State | None, tokens_BT: jax.Array) -> jax.Array:
+        """The network's outputs: the model's, or with --output-scale alpha, alpha * (f_theta - f_theta0) (Kumar
+        et al. 2024; `init_params` is theta_0)."""
+        logits_BC = nnx.merge(self.graphdef, params)(tokens_BT)
+        alpha = self.config.model.output_scale
+        if alpha is None:
+            return logits_BC
+        return alpha * (logits_BC - nnx.merge(self.graphdef, init_params)(tokens_BT))
+
+    def training_objective(self, loss: jax.Array) -> jax.Array:
+        """What the optimizer minimizes: the loss, divided by alpha^2 with --output-scale (Kumar et al. 2024, after
+        Chizat et al. 2019; with SGD this is their learning rate eta_0 / alpha^2)."""
+        alpha = self.config.model.output_scale
+        return loss if alpha is None else loss / alpha**2
+
     @cached_property
     def train_idx(self) -> np.ndarray:
         """The examples trained on: the split's training examples, or --train-subset's part of them."""
@@ -105,18 +123,21 @@ class Experiment:
         )
 
 
-def _model_factory(config: Config, dataset: Dataset) -> Callable[[int], nnx.Module]:
-    seq_len = dataset.tokens.shape[1]
-    return partial(build_model, config.model, dataset.vocab_size, seq_len, dataset.n_classes)
+def _model_factory(config: Config) -> Callable[[int], nnx.Module]:
+    d = config.data
+    return partial(build_model, config.model, *task_shape(d.task, d.p, d.n_bits))
 
 
 def make_experiment(config: Config, split: Split | None = None) -> Experiment:
     """Build the dataset, the split (or use a stored one), the model structure and the optimizer."""
     d = config.data
+    if get_task(d.task).family == "image" and config.model.kind != ModelKind.mlp:
+        raise UsageError(f"task '{d.task}' has real-valued image inputs, which only the MLP reads; use --model mlp",
+                         option="--model")  # fmt: skip
     dataset = make_dataset(d.task, d.p, seed=config.data_seed, n_bits=d.n_bits, k_bits=d.k_bits, n_samples=d.n_samples)
     if split is None:
         split = split_dataset(len(dataset), d.train_frac, config.data_seed)
-    abstract_model = nnx.eval_shape(lambda: _model_factory(config, dataset)(config.seed))
+    abstract_model = nnx.eval_shape(lambda: _model_factory(config)(config.seed))
     graphdef, _ = nnx.split(abstract_model)
     return Experiment(config, dataset, split, graphdef, build_optimizer(config.optim))
 
@@ -127,7 +148,7 @@ def make_init_fn(exp: Experiment) -> Callable[[Config], TrainState]:
 
     @jax.jit
     def init(seed, init_scale, hyper):
-        _, params = nnx.split(_model_factory(exp.config, exp.dataset)(seed))
+        _, params = nnx.split(_model_factory(exp.config)(seed))
         params = jax.tree.map(lambda w: w * init_scale.astype(w.dtype), params)
         tx = build_optimizer(exp.config.optim, hyper)
         return TrainState(jnp.zeros((), jnp.int32), params, tx.init(params), jax.random.PRNGKey(seed))
@@ -156,7 +177,8 @@ def initial_params(exp: Experiment) -> nnx.State:
         optim=dataclasses.replace(c.optim, **{k: getattr(OptimConfig, k) for k in INJECTED}),
         train=TrainConfig(),
     )
-    key = (neutral, exp.dataset.tokens.shape[1], exp.dataset.vocab_size, exp.dataset.n_classes)
+    d = c.data
+    key = (neutral, task_shape(d.task, d.p, d.n_bits))
     if key not in _INIT_FNS:
         _INIT_FNS[key] = make_init_fn(exp)
     return _INIT_FNS[key](c).params
@@ -213,13 +235,17 @@ def select_batch(exp: Experiment, state: TrainState, train: Batch) -> Batch:
     return Batch(train.tokens_BT[idx_B], train.labels_B[idx_B])
 
 
-def train_step(exp: Experiment, state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One optimizer update: a pure function (state, batch) -> (state, metrics)."""
+def train_step(
+    exp: Experiment, state: TrainState, batch: Batch, init_params: nnx.State | None = None
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One optimizer update: a pure function (state, batch) -> (state, metrics); `init_params` is theta_0, which
+    only --output-scale's centring reads (`Experiment.outputs`)."""
 
-    def loss_fn(params):
-        return exp.loss(nnx.merge(exp.graphdef, params)(batch.tokens_BT), batch.labels_B)
+    def objective(params):
+        loss, accuracy = exp.loss(exp.outputs(params, init_params, batch.tokens_BT), batch.labels_B)
+        return exp.training_objective(loss), (loss, accuracy)
 
-    (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (_, (loss, accuracy)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
     updates, opt_state = exp.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     return state._replace(step=state.step + 1, params=params, opt_state=opt_state), {
@@ -232,7 +258,7 @@ def evaluate(exp: Experiment, params: nnx.State, data: Data) -> dict[str, Any]:
     """Loss and accuracy on the FULL train and validation sets, parameter norms, the task-agnostic signals
     (grokkit.signals), progress measures."""
     model = nnx.merge(exp.graphdef, params)
-    logits_NC = model(data.every.tokens_BT)
+    logits_NC = exp.outputs(params, data.init_params, data.every.tokens_BT)
     labels_N = data.every.labels_B
 
     train_logits_BC = logits_NC[data.train_idx]
@@ -248,7 +274,7 @@ def evaluate(exp: Experiment, params: nnx.State, data: Data) -> dict[str, Any]:
     }
 
     def batch_loss(p: nnx.State, tokens_BT: jax.Array, labels_B: jax.Array) -> jax.Array:
-        return exp.loss(nnx.merge(exp.graphdef, p)(tokens_BT), labels_B)[0]
+        return exp.loss(exp.outputs(p, data.init_params, tokens_BT), labels_B)[0]
 
     train, chunk = data.train, gradient_chunk(exp.config.optim.batch_size, exp.n_train)
     signals = task_agnostic_signals(
@@ -256,6 +282,8 @@ def evaluate(exp: Experiment, params: nnx.State, data: Data) -> dict[str, Any]:
         exp.dataset.n_values, chunk,
     )  # fmt: skip
     metrics.update(signals)
+    if exp.config.model.output_scale is not None:
+        metrics["relative_weight_change"] = relative_weight_change(params, data.init_params)
     if exp.config.data.label_noise > 0:
         metrics.update(noise_accuracies(logits_NC[data.train_idx], data.train.labels_B, labels_N[data.train_idx]))
     if data.basis is not None:
@@ -264,6 +292,11 @@ def evaluate(exp: Experiment, params: nnx.State, data: Data) -> dict[str, Any]:
     if exp.dataset.task == "sparse-parity":
         metrics.update(parity_measures(model, data.every.tokens_BT, exp.config.data.k_bits))
     return metrics
+
+
+def relative_weight_change(params: nnx.State, init_params: nnx.State) -> jax.Array:
+    """`relative_weight_change` = ||theta - theta_0|| / ||theta_0|| over all parameters (LAZINESS_METRICS)."""
+    return distance_from_init(params, init_params) / parameter_norm(init_params)
 
 
 def noise_accuracies(logits_BC: jax.Array, trained_B: jax.Array, true_B: jax.Array) -> dict[str, jax.Array]:
@@ -304,7 +337,7 @@ def make_chunk_fn(exp: Experiment, data_axes: Data | None = None) -> ChunkFn:
 
     def run_steps(state: TrainState, data: Data, n_steps: int):
         def body(state, _):
-            state, _ = train_step(exp, state, select_batch(exp, state, data.train))
+            state, _ = train_step(exp, state, select_batch(exp, state, data.train), data.init_params)
             return state, None
 
         state, _ = jax.lax.scan(body, state, None, length=n_steps)
@@ -370,7 +403,7 @@ def eval_record(
     """One metrics.jsonl line from an evaluation's (host) metrics (`basis` names the key components)."""
     record: dict[str, Any] = {"step": step, **{k: float(metrics[k]) for k in METRIC_NAMES}}
     record["param_norms"] = {name: float(v) for name, v in metrics["param_norms"].items()}
-    record.update({name: float(metrics[name]) for name in NOISE_METRICS if name in metrics})
+    record.update({name: float(metrics[name]) for name in NOISE_METRICS + LAZINESS_METRICS if name in metrics})
     record.update({name: float(metrics[name]) for name in SIGNAL_NAMES if name in metrics})
     record.update({name: float(metrics[name]) for name in MEASURE_NAMES if name in metrics})
     if basis is not None and "key_component_mask" in metrics:

@@ -45,7 +45,11 @@ class Row:
 TABLE: tuple[Row, ...] = (
     Row("data.task", "Task (see `grokkit tasks`).", DATA),
     Row("data.p", "Modulus (modular tasks and rand).", DATA),
-    Row("data.train_frac", "Fraction of the examples used for training.", DATA),
+    Row(
+        "data.train_frac",
+        "Fraction of the examples used for training (1,000 images: 0.5565 for digits, 0.2 for mnist1d).",
+        DATA,
+    ),
     Row("seed", "Seed of the model init and the split.", DATA),
     Row("data.data_seed", "Seed of the split only. \\[default: --seed]", DATA),
     Row("data.n_bits", "sparse-parity: bits per input.", DATA),
@@ -65,6 +69,12 @@ TABLE: tuple[Row, ...] = (
     Row(
         "model.init_scale",
         "Multiply every initial weight by this (Omnigrok: large scales delay generalization).",
+        MODEL,
+    ),
+    Row(
+        "model.output_scale",
+        "Kumar et al. 2024's output scale alpha: train alpha x (f - f at init) on the loss / alpha^2 (with SGD, "
+        "lr / alpha^2); large alpha trains lazily. \\[default: off, the plain network]",
         MODEL,
     ),
     Row("optim.name", "AdamW (decoupled decay), Adam (L2), SGD.", OPTIM),
