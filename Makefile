@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast lint typecheck format bench bench-sweep bench-measures bench-early-warning profile grok docs-figures clean
+.PHONY: help setup test test-fast lint typecheck format bench bench-sweep bench-measures bench-early-warning profile bench-torch grok docs-figures clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}'
@@ -48,8 +48,22 @@ bench-measures: $(STAMP) ## Progress measures' share of a chunk at the default e
 bench-early-warning: $(STAMP) ## Lead time and false alarms of every early-warning signal over 64 real runs (~7 min; ARGS=--quick)
 	$(BIN)/python benchmarks/early_warning.py $(ARGS)
 
-profile: $(STAMP) ## Where a step's time goes: plain vs fast model, forward, backward, optimizer
+profile: $(STAMP) ## Where a step's time goes: plain vs fast model, forward, backward, optimizer; matmul share (nanda2023, power2022)
 	$(BIN)/python benchmarks/profile_step.py $(ARGS)
+
+# PyTorch is a bench-only extra with its own venv, never a runtime or test dependency; the CPU
+# wheel index avoids PyPI's CUDA build (GBs). Another source: make bench-torch TORCH_INDEX=URL
+TORCH_VENV := .venv-bench-torch
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+$(TORCH_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TORCH_VENV)/bin/python -m pip install --quiet torch --index-url $(TORCH_INDEX)
+	$(TORCH_VENV)/bin/python -m pip install --quiet -e .
+	touch $@
+
+bench-torch: $(TORCH_VENV)/.installed ## grokkit vs a PyTorch restatement (nanda2023, power2022), same run, in .venv-bench-torch (ARGS=--check, --rounds N)
+	$(TORCH_VENV)/bin/python benchmarks/bench_torch.py $(ARGS)
 
 docs-figures: $(STAMP) ## Rerun the README's quoted commands and rewrite their blocks (~10 min; ARGS=--check, --only NAME, --list)
 	$(BIN)/python tools/docs_figures.py $(ARGS)
