@@ -376,6 +376,12 @@ def _load_run(path: Path, only_step: int | None = None, last_only: bool = False)
 
     run = RunDir.open(path)
     config = run.config()
+    if config.model.output_scale is not None:
+        raise UsageError(
+            f"{run.path} was trained with --output-scale (the network alpha (f - f0)); the LLC is implemented for "
+            "the plain network only",
+            option="RUN_DIR",
+        )
     infos = list_checkpoints(run.checkpoints) if run.checkpoints.is_dir() else []
     if not infos:
         raise UsageError(f"{run.path} has no checkpoints to estimate the LLC at", option="RUN_DIR")

@@ -59,12 +59,16 @@ def tasks_table(p: int = 97) -> Table:
 
 
 def dataset_summary(dataset: Dataset, split: Split, out: str, fmt: str) -> Text:
+    if dataset.tokens.dtype.kind == "f":  # an image task's features
+        inputs = f"{dataset.tokens.shape[1]} real-valued features, "
+    else:
+        inputs = f"vocab {dataset.vocab_size} (operands 0..{dataset.n_values - 1}, '=' is {dataset.n_values}), "
     return Text.assemble(
         ("wrote ", ""),
         (out, "bold"),
         f" ({fmt}): task {dataset.task}, {len(dataset):,} examples, ",
         f"{len(split.train_idx):,} train / {len(split.val_idx):,} validation, ",
-        f"vocab {dataset.vocab_size} (operands 0..{dataset.n_values - 1}, '=' is {dataset.n_values}), ",
+        inputs,
         f"{dataset.n_classes} classes",
     )
 
@@ -100,6 +104,8 @@ def describe_config(config: Config) -> Table:
         extras.append(f"{t.loss.value} loss in {t.loss_dtype.value}")
     if m.init_scale != 1.0:
         extras.append(f"initial weights x{m.init_scale:g}")
+    if m.output_scale is not None:
+        extras.append(f"output alpha (f - f0), alpha {m.output_scale:g}")
     if extras:
         rows.insert(-1, ("interventions", ", ".join(extras)))
     if config.preset:

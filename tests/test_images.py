@@ -157,3 +157,14 @@ def test_image_data_reach_the_device_as_float_features(tiny_config):
     data = exp.device_data()
     assert data.every.tokens_BT.dtype == jnp.float32 and data.every.tokens_BT.shape == (1797, 64)
     assert data.train.tokens_BT.shape == (round(0.5 * 1797), 64) and exp.basis is None
+
+
+def test_data_writes_every_feature_of_an_image_to_csv(tmp_path):
+    out = tmp_path / "d.csv"
+    result = runner.invoke(app, ["data", "--task", "digits", "--train-frac", "0.5565", "--out", str(out),
+                                 "--format", "csv"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "64 real-valued features" in result.output
+    header, first = out.read_text().splitlines()[:2]
+    assert header.split(",") == [*(f"f{i}" for i in range(64)), "label", "split"]
+    assert len(first.split(",")) == 66

@@ -68,3 +68,12 @@ def test_a_bad_output_scale_is_one_line(tmp_path, value):
     result = CliRunner().invoke(app, ["train", "--output-scale", value, "--run-dir", str(tmp_path / "run")])
     assert result.exit_code == 2, result.output
     assert "--output-scale" in result.stderr and result.stderr.strip().count("\n") == 0
+
+
+def test_llc_refuses_an_output_scaled_run_in_one_line(tmp_path, tiny_config):
+    from grokkit.runner import start_run
+
+    start_run(tiny_config(**{"model__output_scale": 2.0, "train__steps": 20}), tmp_path / "run")
+    result = CliRunner().invoke(app, ["llc", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert "--output-scale" in result.stderr and result.stderr.strip().count("\n") == 0

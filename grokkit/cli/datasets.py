@@ -89,11 +89,16 @@ def _write_dataset(out: Path, dataset: Dataset, split: Split, fmt: DataFormat) -
     else:
         text = io.StringIO()
         writer = csv.writer(text)
-        operands = [f"x{i}" for i in range(dataset.n_operands)] if dataset.n_operands > 2 else ["x", "y"]
+        image = np.issubdtype(dataset.tokens.dtype, np.floating)  # features, no '=' token to drop
+        inputs = dataset.tokens if image else dataset.tokens[:, :-1]
+        if image:
+            operands = [f"f{i}" for i in range(inputs.shape[1])]
+        else:
+            operands = [f"x{i}" for i in range(dataset.n_operands)] if dataset.n_operands > 2 else ["x", "y"]
         writer.writerow([*operands, "label", "split"])
         is_train = np.zeros(len(dataset), bool)
         is_train[split.train_idx] = True
-        rows = zip(dataset.tokens[:, :-1].tolist(), dataset.labels.tolist(), is_train.tolist(), strict=True)
+        rows = zip(inputs.tolist(), dataset.labels.tolist(), is_train.tolist(), strict=True)
         for tokens, label, train in rows:
             writer.writerow([*tokens, label, "train" if train else "val"])
         payload = text.getvalue().encode()
