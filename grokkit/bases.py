@@ -157,7 +157,7 @@ def s5_basis() -> GroupBasis:
 
 
 def task_basis(task: str, p: int) -> GroupBasis | None:
-    """The basis `task`'s progress measures use (module docstring), or None (parity, rand)."""
+    """The basis `task`'s progress measures use (module docstring), or None (parity, rand, images)."""
     family = get_task(task).family
     if family == "s5":
         return s5_basis()

@@ -262,6 +262,8 @@ EXPECTED_BASES = {  # task: (group at p=7, answer defined); None: no basis
     "s5-xyx": ("S5", True),
     "rand": None,
     "sparse-parity": None,
+    "digits": None,
+    "mnist1d": None,
 }
 
 
