@@ -72,7 +72,9 @@ INT_BOUNDS: dict[str, tuple[int | None, int, str]] = {
 INJECTED = ("lr", "wd", "beta1", "beta2", "momentum", "grokfast_alpha", "grokfast_lambda")
 """Optimizer settings held in the optimizer's state as float32 (optax.inject_hyperparams), so a sweep can vary them
 and config.json sets them on every resume."""
-FLOAT32_KEYS = frozenset({*(f"optim.{name}" for name in INJECTED), "model.init_scale", "model.output_scale"})
+FLOAT32_KEYS = frozenset(
+    {*(f"optim.{name}" for name in INJECTED), "optim.adam_eps", "model.init_scale", "model.output_scale"}
+)
 """Settings used as float32: their bounds hold for the float32 value too (0.999999999 is 1.0 there)."""
 
 FLOAT_BOUNDS: dict[str, tuple[float, bool, float | None, str]] = {
@@ -84,6 +86,7 @@ FLOAT_BOUNDS: dict[str, tuple[float, bool, float | None, str]] = {
     "optim.wd": (0.0, False, None, ">= 0"),
     "optim.beta1": (0.0, False, 1.0, "in [0, 1)"),
     "optim.beta2": (0.0, False, 1.0, "in [0, 1)"),
+    "optim.adam_eps": (0.0, True, None, "> 0"),
     "optim.momentum": (0.0, False, 1.0, "in [0, 1)"),
     "optim.grokfast_alpha": (0.0, False, 1.0, "in [0, 1)"),
     "optim.grokfast_lambda": (0.0, False, None, ">= 0"),
@@ -178,6 +181,7 @@ class OptimConfig:
     wd: float = 1.0
     beta1: float = 0.9
     beta2: float = 0.98
+    adam_eps: float = 1e-8  # added to the root of Adam's second moment (Prieto et al.'s code: 1e-25)
     momentum: float = 0.0  # SGD only
     warmup: int = 10
     batch_size: int | None = None  # None: full batch

@@ -38,9 +38,9 @@ def _chain(cfg: OptimConfig, lr, wd, beta1, beta2, momentum, grokfast_alpha, gro
     decay = decay_toward_init(wd) if cfg.decay_to == DecayTarget.init else optax.add_decayed_weights(wd)
     name = cfg.name
     if name == OptimizerName.adamw:
-        parts += [optax.scale_by_adam(b1=beta1, b2=beta2, eps=1e-8), decay]
+        parts += [optax.scale_by_adam(b1=beta1, b2=beta2, eps=cfg.adam_eps), decay]
     elif name == OptimizerName.adam:
-        parts += [decay, optax.scale_by_adam(b1=beta1, b2=beta2, eps=1e-8)]
+        parts += [decay, optax.scale_by_adam(b1=beta1, b2=beta2, eps=cfg.adam_eps)]
     else:
         parts += [decay, optax.trace(decay=momentum)]
     parts.append(optax.scale_by_learning_rate(learning_rate(cfg, lr)))

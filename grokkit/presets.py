@@ -69,6 +69,7 @@ _PRIETO_BASE: dict[str, Any] = {
     "data.task": "mod-add", "data.p": 113, "data.train_frac": 0.4, "model.kind": ModelKind.mlp,
     "model.width": 200, "model.depth": 2, "model.activation": Activation.relu, "model.embed": Embed.concat,
     "model.bias": False, "model.init_scale": 0.577, "optim.name": OptimizerName.adamw, "optim.lr": 0.01,
+    "optim.adam_eps": 1e-25,
     "optim.wd": 0.0, "optim.beta1": 0.9, "optim.beta2": 0.999, "optim.warmup": 0, "optim.batch_size": None,
     "train.steps": 5000, "train.eval_every": 25, "train.checkpoint_every": 500,
 }  # fmt: skip
@@ -173,7 +174,13 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "prieto2025-stablemax",
             "Prieto et al. 2025, Grokking at the Edge of Numerical Stability (StableMax)",
-            {**_PRIETO_BASE, "train.loss": Loss.stablemax, "train.steps": 80_000, "train.eval_every": 100},
+            {
+                **_PRIETO_BASE,
+                "train.loss": Loss.stablemax,
+                "train.loss_dtype": LossDtype.float64,  # their stablemax_cross_entropy casts the logits to float64
+                "train.steps": 80_000,
+                "train.eval_every": 100,
+            },
             claims=(
                 Claim(
                     Measure.val_acc,

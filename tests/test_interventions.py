@@ -165,3 +165,14 @@ def test_resume_is_bit_exact_with_filter_state_in_the_checkpoint(tmp_path):
     )
     assert any("window" in key for key in straight) and any("init_params" in key for key in straight)
     assert straight.keys() == split.keys() and all(np.array_equal(straight[k], split[k]) for k in straight)
+
+
+@pytest.mark.parametrize(("adam_eps", "expected"), [(1e-8, 1e-12 / (1e-12 + 1e-8)), (1e-25, 1.0)])
+def test_adam_epsilon_sets_the_size_of_an_update_from_tiny_gradients(adam_eps, expected):
+    # Prieto et al.'s code uses eps 1e-25: with gradients near 1e-12 (a memorized net), eps 1e-8 shrinks every
+    # step ~10,000x; the first bias-corrected Adam step is g / (|g| + eps) per element
+    cfg = resolve(None, {"optim.adam_eps": adam_eps, "optim.wd": 0.0, "optim.warmup": 0, "optim.lr": 1.0}).optim
+    tx = optim.build_optimizer(cfg)
+    params = {"w": jnp.ones(3)}
+    updates, _ = tx.update({"w": jnp.full(3, 1e-12)}, tx.init(params), params)
+    np.testing.assert_allclose(-np.asarray(updates["w"]), expected, rtol=1e-3)

@@ -82,6 +82,7 @@ TABLE: tuple[Row, ...] = (
     Row("optim.wd", "Weight decay.", OPTIM),
     Row("optim.beta1", "Adam beta1.", OPTIM),
     Row("optim.beta2", "Adam beta2.", OPTIM),
+    Row("optim.adam_eps", "Adam epsilon, added to the root of the second moment (Prieto et al.'s code: 1e-25).", OPTIM),
     Row("optim.momentum", "SGD momentum.", OPTIM),
     Row("optim.warmup", "Linear warmup steps.", OPTIM),
     Row("optim.batch_size", "Minibatch size; 0 = full batch.", OPTIM),
