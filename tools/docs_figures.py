@@ -293,8 +293,7 @@ def nanda_text(work: Path, run_dir: str) -> str:
     of = found["p"] // 2
     outcome = [
         f"It memorized by step {memorized:,} and generalized at step {generalized:,} (early exit at step "
-        f"{found['steps']:,} of its {found['budget']:,}-step budget, after {last['elapsed_s']:.0f} s of training; "
-        f"{time.strftime('%Y-%m-%d')}, {machine_words()}).",
+        f"{found['steps']:,} of its {found['budget']:,}-step budget; {time.strftime('%Y-%m-%d')}, {machine_words()}).",
         "The report's phases:",
     ]
     course = [
