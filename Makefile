@@ -72,5 +72,5 @@ grok: $(STAMP) ## The main job: train mod-add p=97 and watch it grok
 	$(BIN)/grokkit train --task mod-add --p 97
 
 clean: ## Remove the virtual environment, caches and runs/
-	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info runs
+	rm -rf $(VENV) .venv-bench-torch .pytest_cache .ruff_cache build *.egg-info runs
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
