@@ -1170,7 +1170,7 @@ def comparison_report(result: dict[str, Any]) -> Group:
 
 def reproduction_view(result: dict[str, Any]) -> Group:
     """`grokkit reproduce`: per paper figure, ours (censored median, range, k/n) beside the paper's, and the verdict."""
-    from grokkit.reproduce import paper_cell, steps_cell
+    from grokkit.reproduce import paper_cell, steps_cell, wall_text
 
     table = Table(title=f"{result['preset']}: ours beside the paper's", title_justify="left")
     for column in ("figure", "paper", "ours: median \\[range] (k/n)", "verdict"):
@@ -1179,10 +1179,9 @@ def reproduction_view(result: dict[str, Any]) -> Group:
         table.add_row(
             f"{row['claim']}\n[dim]{row['where']}[/]", paper_cell(row), steps_cell(row), row["verdict"] or "—"
         )
-    minutes = result["wall_s"] / 60
     footer = Text(
-        f"{result['seeds']} seed(s), budget {result['budget']:,} steps, {minutes:.1f} min of training in all; "
-        f"command: {result['command']}",
+        f"{result['seeds']} seed(s), budget {result['budget']:,} steps, {wall_text(result['wall_s'])} of training in "
+        f"all; command: {result['command']}",
         style="dim",
     )
     return Group(table, footer)
@@ -1191,7 +1190,7 @@ def reproduction_view(result: dict[str, Any]) -> Group:
 def reproduction_list_view(records: dict[str, Any]) -> Table:
     """`grokkit reproduce --list`: every preset's paper figures with its last recorded result on this machine kind."""
     from grokkit.presets import PRESETS
-    from grokkit.reproduce import NO_FIGURE, paper_cell, steps_cell
+    from grokkit.reproduce import NO_FIGURE, paper_cell, steps_cell, wall_text
 
     table = Table(
         title="presets: the paper's figure and the last recorded reproduction (steps to the threshold)",
@@ -1210,6 +1209,6 @@ def reproduction_list_view(records: dict[str, Any]) -> Table:
                 )
                 table.add_row(name, claim.short, paper, "not recorded", "", "")
                 continue
-            recorded = f"{found['date']}, budget {found['budget']:,}, {found['wall_s'] / 60:.1f} min"
+            recorded = f"{found['date']}, budget {found['budget']:,}, {wall_text(found['wall_s'])}"
             table.add_row(name, claim.short, paper_cell(row), steps_cell(row), row["verdict"] or "—", recorded)
     return table

@@ -185,6 +185,11 @@ def record(result: dict[str, Any], path: Path = RECORDS_FILE) -> None:
         raise UsageError(f"cannot write {path}: {err.strerror}", option="--record") from None
 
 
+def wall_text(seconds: float) -> str:
+    """A wall-clock for the tables: "45 s" under a minute and a half, else "12.3 min"."""
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
 def steps_cell(row: dict[str, Any]) -> str:
     """Ours as "median [fastest–slowest] k/n", "> budget" when the median is censored."""
     if row["median"] is not None:
@@ -223,7 +228,7 @@ def markdown_table(records: dict[str, Any]) -> str:
             if found is None or row is None:
                 lines.append(f"| `{name}` | {claim.label} ({claim.where}) | | not run | | | |")
                 continue
-            wall = f"{found['wall_s'] / 60:.1f} min ({found['seeds']} seeds)"
+            wall = f"{wall_text(found['wall_s'])} ({found['seeds']} seeds)"
             lines.append(
                 f"| `{found['command']}` | {claim.label} ({claim.where}) | {paper_cell(row)} | {steps_cell(row)} | "
                 f"{found['budget']:,} | {wall} | {row['verdict'] or ''} |"

@@ -11,6 +11,7 @@ import pytest
 from conftest import TINY
 from typer.testing import CliRunner
 
+from grokkit import reproduce
 from grokkit.cli import app
 from grokkit.errors import UsageError
 from grokkit.presets import PRESETS, Claim, Measure, Preset
@@ -132,6 +133,7 @@ def test_records_round_trip_and_fill_the_readme_table(tmp_path, monkeypatch):
         "750 [700–1,850] (3/3) |" in table
     )
     assert "| 100,000 | 3.0 min (3 seeds) | within spread |" in table
+    assert reproduce.wall_text(45.2) == "45 s" and reproduce.wall_text(734.7) == "12.2 min"
     assert "| `nanda2023` |" in table and "not run" in table  # every preset has a row
 
 
