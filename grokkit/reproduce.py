@@ -228,7 +228,7 @@ def markdown_table(records: dict[str, Any]) -> str:
             if found is None or row is None:
                 lines.append(f"| `{name}` | {claim.label} ({claim.where}) | | not run | | | |")
                 continue
-            wall = f"{wall_text(found['wall_s'])} ({found['seeds']} seeds)"
+            wall = f"{wall_text(found['wall_s'])} ({found['seeds']} seed{'s' if found['seeds'] > 1 else ''})"
             lines.append(
                 f"| `{found['command']}` | {claim.label} ({claim.where}) | {paper_cell(row)} | {steps_cell(row)} | "
                 f"{found['budget']:,} | {wall} | {row['verdict'] or ''} |"
