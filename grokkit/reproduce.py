@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import time
 from enum import StrEnum
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -112,11 +114,8 @@ def evaluate(preset: str, histories: list[list[dict[str, Any]]]) -> list[dict[st
     return rows
 
 
-def reproduction_result(preset: str, sweep_dir: Path, histories: list[list[dict[str, Any]]]) -> dict[str, Any]:
+def reproduction_result(preset: str, spec: SweepSpec, histories: list[list[dict[str, Any]]]) -> dict[str, Any]:
     """What `reproduce` prints and `--record` stores: the setup, the claims' rows and the training wall-clock."""
-    from grokkit.sweep import open_sweep
-
-    _, spec = open_sweep(sweep_dir)
     wall = max((h[-1].get("elapsed_s", 0.0) for h in histories if h), default=0.0)
     seeds = len(spec.axes.get("seed", [spec.base.seed]))
     return {
@@ -152,8 +151,6 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    import os
-
     return f"{model}, {os.cpu_count()} cores"
 
 
@@ -167,8 +164,6 @@ def load_records(path: Path = RECORDS_FILE) -> dict[str, Any]:
 
 def record(result: dict[str, Any], path: Path = RECORDS_FILE) -> None:
     """Store `result` as its preset's last reproduction, with the date, machine and versions."""
-    import jax
-
     from grokkit import __version__
     from grokkit.atomic import atomic_write_json
 
@@ -177,7 +172,7 @@ def record(result: dict[str, Any], path: Path = RECORDS_FILE) -> None:
         **result,
         "date": time.strftime("%Y-%m-%d"),
         "machine": machine(),
-        "versions": f"grokkit {__version__}, jax {jax.__version__}",
+        "versions": f"grokkit {__version__}, jax {version('jax')}",
     }
     try:
         atomic_write_json(path, dict(sorted(records.items())))

@@ -106,4 +106,4 @@ def run_reproduction(preset: str, seeds: int | None, steps: int | None, run_dir:
     for member in spec.members():
         read = RunDir.open(path / member.name).read_metrics()
         histories.append(sorted(read.records, key=lambda r: r["step"]))
-    return reproduction_result(preset, path, histories)
+    return reproduction_result(preset, spec, histories)
