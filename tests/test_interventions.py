@@ -176,3 +176,17 @@ def test_adam_epsilon_sets_the_size_of_an_update_from_tiny_gradients(adam_eps, e
     params = {"w": jnp.ones(3)}
     updates, _ = tx.update({"w": jnp.full(3, 1e-12)}, tx.init(params), params)
     np.testing.assert_allclose(-np.asarray(updates["w"]), expected, rtol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"), [("0", "> 0"), ("1e-50", "0 in float32"), ("1e400", "finite"), ("abc", "expected float")]
+)
+def test_a_bad_adam_eps_is_one_line_exit_2(tmp_path, value, fragment):
+    from typer.testing import CliRunner
+
+    from grokkit.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--adam-eps", value, "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert "--adam-eps" in result.stderr and fragment in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and not (tmp_path / "run").exists()
