@@ -5,7 +5,7 @@ import pytest
 from flax import nnx
 
 from grokkit.config import Activation, Embed, ModelConfig, ModelKind
-from grokkit.models import activation_fn, build_model
+from grokkit.models import SHORT_SEQUENCE, activation_fn, attention_scores, build_model, mix_values
 from grokkit.reference import plain_transformer_logits
 
 VOCAB, SEQ, CLASSES, BATCH = 14, 3, 13, 7
@@ -63,6 +63,34 @@ def test_fast_transformer_equals_plain_implementation(layers, layer_norm, batch)
     grads_plain = jax.grad(lambda p: plain_transformer_logits(nnx.merge(graphdef, p), t).sum())(params)
     for fast, plain in zip(jax.tree.leaves(grads_fast), jax.tree.leaves(grads_plain), strict=True):
         np.testing.assert_allclose(fast, plain, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_fast_transformer_equals_plain_over_a_long_sequence(layers):
+    """Over more than SHORT_SEQUENCE positions attention keeps the batched dot."""
+    seq = SHORT_SEQUENCE + 4
+    model = build_model(ModelConfig(layers=layers, d_model=16, heads=4, d_mlp=32), VOCAB, seq, CLASSES, seed=2)
+    t = tokens(batch=32, seq=seq)
+    np.testing.assert_allclose(model(t), plain_transformer_logits(model, t), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("seq", [3, SHORT_SEQUENCE + 1])
+def test_per_position_attention_equals_the_einsum(seq):
+    rng = np.random.default_rng(3)
+    k_BTHK, v_BTHK = (jnp.asarray(rng.normal(size=(5, seq, 2, 4)), jnp.float32) for _ in range(2))
+    q_BHK, q_BTHK = jnp.asarray(rng.normal(size=(5, 2, 4)), jnp.float32), jnp.asarray(rng.normal(size=(5, seq, 2, 4)))
+    np.testing.assert_allclose(
+        attention_scores(q_BHK, k_BTHK), jnp.einsum("bhk,bthk->bht", q_BHK, k_BTHK) / 2, rtol=1e-6
+    )
+    scores_BTHS = jnp.einsum("bqhk,bshk->bqhs", q_BTHK, k_BTHK) / 2
+    np.testing.assert_allclose(attention_scores(q_BTHK, k_BTHK), scores_BTHS, rtol=1e-5, atol=1e-6)
+    p_BTHS = jax.nn.softmax(scores_BTHS, -1)
+    np.testing.assert_allclose(
+        mix_values(p_BTHS, v_BTHK), jnp.einsum("bqhs,bshk->bqhk", p_BTHS, v_BTHK), rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        mix_values(p_BTHS[:, -1], v_BTHK), jnp.einsum("bhs,bshk->bhk", p_BTHS[:, -1], v_BTHK), rtol=1e-5, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize(("preset", "layers", "layer_norm"), [("nanda2023", 1, False), ("power2022", 2, True)])
