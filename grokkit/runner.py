@@ -32,7 +32,7 @@ from grokkit.checkpoint import (
 )
 from grokkit.config import Config, option_name
 from grokkit.errors import StorageError, UsageError
-from grokkit.jax_setup import configure_jax
+from grokkit.jax_setup import configure_jax, one_device_per_core
 from grokkit.rundir import RunDir, default_run_dir, point_latest
 
 Notify = Callable[[str], None]
@@ -69,11 +69,14 @@ def current_env() -> dict[str, Any]:
 
 
 def env_differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    """Human-readable differences in the environment keys that can change a run's numbers."""
+    """Human-readable differences in the environment keys that can change a run's numbers. The device count
+    cannot on a CPU: there a run, and each sweep member, trains on one device whatever the count
+    (`grokkit.group.vectorize_members`), and a sweep makes one device per core (`jax_setup.one_device_per_core`)."""
+    on_cpu = saved.get("backend") == now.get("backend") == "cpu"
     return [
         f"{key} {saved.get(key)} -> {now.get(key)}"
         for key in ENV_KEYS_THAT_MATTER
-        if key in saved and saved.get(key) != now.get(key)
+        if key in saved and saved.get(key) != now.get(key) and not (on_cpu and key == "device_count")
     ]
 
 
@@ -637,8 +640,9 @@ def start_sweep(
     extra_sinks: ExtraSinks = no_extra_sinks,
 ) -> SweepResult:
     """Create the sweep folder (or join it, for another shard) and train this shard's members."""
-    from grokkit.sweep import create_sweep_dir
+    from grokkit.sweep import create_sweep_dir, shard_members
 
+    one_device_per_core(len(shard_members(spec.members(), shard)))
     configure_jax()
     _check_member_sources(spec)
     create_sweep_dir(sweep_dir, spec, notify)
@@ -677,9 +681,10 @@ def resume_sweep(
     extra_sinks: ExtraSinks = no_extra_sinks,
 ) -> SweepResult:
     """Continue every unfinished member of a sweep (of this shard); `steps` extends every member's budget."""
-    from grokkit.sweep import extend_sweep, open_sweep
+    from grokkit.sweep import extend_sweep, open_sweep, shard_members
 
     path, spec = open_sweep(sweep_dir)
+    one_device_per_core(len(shard_members(spec.members(), shard)))
     configure_jax()
     _refuse_before_writing(path, spec, shard, force=force, steps=steps)
     if steps is not None:

@@ -160,14 +160,30 @@ def test_members_are_ordinary_runs(tiny_sweep):
     assert "lr=0.01,seed=0" in result.stdout
 
 
-def sweep_on_four_devices(flags: list[str], run_dir: Path, *, vectorized: bool) -> None:
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "COLUMNS": "200"}
+def sweep_on_four_devices(flags: list[str], run_dir: Path, *, vectorized: bool, devices: int | None = 4) -> None:
+    """`grokkit sweep` in a new process with `devices` CPU devices (None: the user sets none)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    env["COLUMNS"] = "200"
+    if devices is not None:
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     force = "import grokkit.group as g; g.vectorize_members = lambda backend=None: True; " if vectorized else ""
     code = f"import sys; {force}from grokkit.cli import main; sys.argv = ['grokkit', *sys.argv[1:]]; main()"
     out = subprocess.run([sys.executable, "-c", code, "sweep", *flags, "--run-dir", str(run_dir)], env=env,
                          capture_output=True, text=True)  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
-    assert json.loads(next(run_dir.glob("*/env.json")).read_text())["device_count"] == 4
+    if devices is not None:
+        assert json.loads(next(run_dir.glob("*/env.json")).read_text())["device_count"] == devices
+
+
+def test_a_cpu_sweep_makes_one_device_per_core_and_members_stay_bit_identical(tiny_sweep, tmp_path):
+    root, spec, _ = tiny_sweep
+    flags = [*TINY_FLAGS, "--batch-size", "16", "--no-early-exit", "--seed", "0:2", "--lr", "1e-2,3e-3"]
+    sweep_on_four_devices(flags, tmp_path / "s", vectorized=False, devices=None)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    for member in spec.members():
+        env = json.loads((tmp_path / "s" / member.name / "env.json").read_text())
+        assert env["device_count"] == min(cores, len(spec.members()))
+        assert identical(newest_arrays(tmp_path / "s" / member.name), newest_arrays(root / "sweep" / member.name))
 
 
 @pytest.mark.parametrize("vectorized", [False, True], ids=["one-by-one", "vectorized"])

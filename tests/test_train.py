@@ -147,11 +147,21 @@ def test_environment_change_is_refused_without_force(tmp_path):
     env_path = tmp_path / "run" / "env.json"
     env = json.loads(env_path.read_text())
     env_path.write_text(json.dumps({**env, "jax": "0.0.1", "device_count": 8}))
-    with pytest.raises(UsageError, match=r"jax 0\.0\.1 -> .*device_count 8 -> 1.*--force"):
+    with pytest.raises(UsageError, match=r"jax 0\.0\.1 -> .*--force") as refused:
         resume_run(tmp_path / "run", steps=50)
+    assert "device_count" not in str(refused.value)  # on a CPU the count cannot change a run's numbers
     messages = []
     resume_run(tmp_path / "run", steps=50, force=True, notify=messages.append)
     assert any("--force" in m for m in messages)
+
+
+def test_device_count_matters_off_the_cpu_only():
+    from grokkit.runner import env_differences
+
+    cpu, gpu = {"backend": "cpu", "device_count": 2}, {"backend": "gpu", "device_count": 8}
+    assert env_differences(cpu, {**cpu, "device_count": 1}) == []
+    assert env_differences(gpu, {**gpu, "device_count": 1}) == ["device_count 8 -> 1"]
+    assert env_differences(cpu, gpu) == ["backend cpu -> gpu", "device_count 2 -> 8"]
 
 
 def test_run_directory_holding_a_run_is_never_overwritten(tmp_path):
