@@ -1,6 +1,6 @@
 """grokkit against a PyTorch restatement of the same recipe: steps/s of each and the ratio, same run, same machine.
 
-Usage: python benchmarks/bench_torch.py [--only PRESET ...] [--rounds N] [--steps N] [--no-eval] [--threads N]
+Usage: python benchmarks/bench_torch.py [--only PRESET ...] [--rounds N] [--steps N] [--no-eval] [--threads N] [--settle S]
        [--check] [--json]   (`make bench-torch ARGS=...` runs it in .venv-bench-torch, which has torch)
 
 For `nanda2023` and `power2022`: a PyTorch model written the straightforward way a user would write it
@@ -267,7 +267,13 @@ def steps_only_fn(exp):
     return jax.jit(run_steps, static_argnums=2, donate_argnums=0)
 
 
-def bench_preset(preset: str, rounds: int, steps: int | None, with_eval: bool) -> dict:
+SETTLE_S = 1.0
+"""Idle time between a PyTorch window and a grokkit window. PyTorch's OpenMP workers keep spinning on the cores
+for a while after each parallel region: timed straight after a PyTorch window, grokkit's power2022 did 54 steps/s
+where it did 69 with OMP_WAIT_POLICY=PASSIVE (which made PyTorch 19% slower, so it is not the fix)."""
+
+
+def bench_preset(preset: str, rounds: int, steps: int | None, with_eval: bool, settle_s: float) -> dict:
     exp = make_experiment(resolve(preset))
     state, data = init_state(exp), exp.device_data()
     n = steps or exp.config.train.eval_every
@@ -289,7 +295,9 @@ def bench_preset(preset: str, rounds: int, steps: int | None, with_eval: bool) -
     torch_s, grokkit_s = [], []
     for _ in range(rounds):
         torch_s.append(run.window(n, with_eval))
+        time.sleep(settle_s)
         grokkit_s.append(grokkit_window())
+        time.sleep(settle_s)
     torch_rate, grokkit_rate = n / statistics.median(torch_s), n / statistics.median(grokkit_s)
     c = exp.config
     return {
@@ -324,6 +332,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="steps per timed window (default: the preset's eval_every)")
     parser.add_argument("--no-eval", action="store_true", help="time training steps only, on both sides")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    parser.add_argument("--settle", type=float, default=SETTLE_S, help=f"seconds idle between the sides' windows "
+                        f"(default {SETTLE_S})")  # fmt: skip
     parser.add_argument("--check", action="store_true", help="run the correctness checks only")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     args = parser.parse_args()
@@ -343,7 +353,7 @@ def main() -> None:
     if not args.check:
         report["matmul_peak_gflops"] = round(matmul_peak_gflops(), 1)
         report["torch_matmul_peak_gflops"] = round(torch_matmul_peak_gflops(), 1)
-        report["configs"] = [bench_preset(p, args.rounds, args.steps, not args.no_eval) for p in presets]
+        report["configs"] = [bench_preset(p, args.rounds, args.steps, not args.no_eval, args.settle) for p in presets]
     if args.json:
         print(json.dumps(report, indent=2))
     else:
