@@ -39,7 +39,7 @@ bench: $(STAMP) ## Throughput, GFLOP/s vs peak, start-up, time to grok; then ben
 	$(BIN)/python benchmarks/bench.py $(ARGS)
 	$(BIN)/python benchmarks/sweep_bench.py $(ARGS)
 
-bench-sweep: $(STAMP) ## 8-seed sweep vs 8 sequential runs, nanda2023 sweep capacity (ARGS=--config small ...)
+bench-sweep: $(STAMP) ## 2-, 4- and 8-seed sweeps vs the same runs one at a time, nanda2023 sweep capacity (~15 min)
 	$(BIN)/python benchmarks/sweep_bench.py $(ARGS)
 
 bench-measures: $(STAMP) ## Progress measures' share of a chunk at the default eval interval, per family (ARGS=--quick)

@@ -1,7 +1,7 @@
 """grokkit against a PyTorch restatement of the same recipe: steps/s of each and the ratio, same run, same machine.
 
-Usage: python benchmarks/bench_torch.py [--only PRESET ...] [--rounds N] [--steps N] [--no-eval] [--threads N] [--settle S]
-       [--check] [--json]   (`make bench-torch ARGS=...` runs it in .venv-bench-torch, which has torch)
+Usage: python benchmarks/bench_torch.py [--only PRESET ...] [--rounds N] [--steps N] [--no-eval] [--threads N]
+       [--settle S] [--check] [--json]   (`make bench-torch ARGS=...` runs it in .venv-bench-torch, which has torch)
 
 For `nanda2023` and `power2022`: a PyTorch model written the straightforward way a user would write it
 (nn.Embedding, nn.Linear, manual causal attention; every position computed through the model as Nanda et al.'s
