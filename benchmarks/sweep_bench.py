@@ -142,8 +142,8 @@ def main() -> None:
     parser.add_argument("--no-capacity", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    if any(d != "auto" and not d.isdigit() for d in args.devices):
-        parser.error("--devices takes auto or counts")
+    if any(d != "auto" and not (d.isdigit() and int(d) > 0) for d in args.devices):
+        parser.error("--devices takes auto or positive counts")
     console = Console(highlight=False)
     results: dict = {"config": args.config, "cpu": _cpu_name(), "cores": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="grokkit-sweep-bench-") as tmp:

@@ -6,6 +6,9 @@ F d_mlp (or MLP width), V vocabulary, C classes, O operands.
 
 from __future__ import annotations
 
+import functools
+import operator
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -112,21 +115,25 @@ in one process. One broadcast product summed over a position axis was slower tha
 broadcast in its gradient): each position's term is its own fusion here."""
 
 
+def _position(x_BTHK: jax.Array, t: int, like_BxHK: jax.Array) -> jax.Array:
+    """Position t of keys or values, [B, H, K], with unit axes for `like_BxHK`'s query positions."""
+    return jnp.expand_dims(x_BTHK[:, t], tuple(range(1, like_BxHK.ndim - 2)))
+
+
 def attention_scores(q_BxHK: jax.Array, k_BTHK: jax.Array) -> jax.Array:
     """q . k / sqrt(head dim) for every key position: queries [B, ..., H, K] (any query positions) -> [B, ..., H, T]."""
     scale = np.sqrt(q_BxHK.shape[-1])
     if k_BTHK.shape[1] > SHORT_SEQUENCE:
         return jnp.einsum("b...hk,bthk->b...ht", q_BxHK, k_BTHK) / scale
-    k_at = lambda t: k_BTHK[:, t].reshape(k_BTHK.shape[0], *(1,) * (q_BxHK.ndim - 3), *k_BTHK.shape[2:])  # noqa: E731
-    return jnp.stack([(q_BxHK * k_at(t)).sum(-1) for t in range(k_BTHK.shape[1])], -1) / scale
+    return jnp.stack([(q_BxHK * _position(k_BTHK, t, q_BxHK)).sum(-1) for t in range(k_BTHK.shape[1])], -1) / scale
 
 
 def mix_values(p_BxHT: jax.Array, v_BTHK: jax.Array) -> jax.Array:
     """The attention-weighted sum of the values: weights [B, ..., H, T] -> [B, ..., H, K]."""
     if v_BTHK.shape[1] > SHORT_SEQUENCE:
         return jnp.einsum("b...ht,bthk->b...hk", p_BxHT, v_BTHK)
-    v_at = lambda t: v_BTHK[:, t].reshape(v_BTHK.shape[0], *(1,) * (p_BxHT.ndim - 3), *v_BTHK.shape[2:])  # noqa: E731
-    return sum((p_BxHT[..., t, None] * v_at(t) for t in range(1, v_BTHK.shape[1])), p_BxHT[..., 0, None] * v_at(0))
+    terms = [p_BxHT[..., t, None] * _position(v_BTHK, t, p_BxHT) for t in range(v_BTHK.shape[1])]
+    return functools.reduce(operator.add, terms)
 
 
 class Transformer(nnx.Module):
