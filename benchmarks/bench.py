@@ -154,7 +154,7 @@ def time_to_grok() -> dict:
         generalized_s, generalized_step, peak_kb = None, None, 0
         for line in proc.stdout:
             peak_kb = max(peak_kb, _peak_rss_kb(proc.pid))
-            match = re.search(r"generalized: validation accuracy >= 99% at step ([\d,]+)", line)
+            match = re.search(r"generalized: validation accuracy held >= 99% from step ([\d,]+)", line)
             if match and generalized_s is None:
                 generalized_s = time.perf_counter() - launched
                 generalized_step = int(match.group(1).replace(",", ""))
