@@ -337,6 +337,8 @@ def main() -> None:
     parser.add_argument("--check", action="store_true", help="run the correctness checks only")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     args = parser.parse_args()
+    if not 0 <= args.settle <= 60:
+        parser.error(f"--settle must be in [0, 60] seconds, got {args.settle}")
     configure_jax()
     torch.set_num_threads(args.threads)
     presets = args.only or PRESETS

@@ -144,6 +144,8 @@ def main() -> None:
     args = parser.parse_args()
     if any(d != "auto" and not (d.isdigit() and int(d) > 0) for d in args.devices):
         parser.error("--devices takes auto or positive counts")
+    if any(n < 1 for n in args.seeds):
+        parser.error("--seeds takes positive counts")
     console = Console(highlight=False)
     results: dict = {"config": args.config, "cpu": _cpu_name(), "cores": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="grokkit-sweep-bench-") as tmp:
